@@ -1,0 +1,1 @@
+"""Baseline architectures the papers compare against (U-Net, ...)."""

@@ -1,0 +1,46 @@
+"""The U-Net baseline as the PyConvU-Net paper trained it (Ronneberger et al. 2015, with padding and BN)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+import segzoo
+from segzoo.nn import DoubleConv, UNetSkeleton, plain_conv
+
+CITATION = "Ronneberger O, Fischer P, Brox T. U-Net: convolutional networks for biomedical image segmentation. MICCAI 2015"
+
+
+class UNetParams(segzoo.Params):
+    in_channels: int = Field(3, gt=0, description="input image channels")
+    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
+    base_channels: int = Field(32, gt=0, description="features at full resolution; doubled after each pooling")
+    depth: int = Field(4, ge=1, le=6, description="number of poolings")
+    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
+    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
+        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
+    )
+
+
+@segzoo.component(
+    "architecture",
+    "unet",
+    params=UNetParams,
+    summary="U-Net: double 3x3 conv + BN + ReLU per stage, 4 poolings, transposed-conv up-sampling",
+    citation=CITATION,
+    presets={"paper": {"base_channels": 32, "depth": 4}},
+)
+def unet(in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str) -> UNetSkeleton:
+    conv = plain_conv(3, bias=True, spatial_dims=spatial_dims)
+    channels = [base_channels * 2**i for i in range(depth + 1)]
+    return UNetSkeleton(
+        in_channels,
+        out_channels,
+        channels,
+        lambda cin, cout, level: DoubleConv(cin, cout, conv, spatial_dims),
+        spatial_dims,
+        "transpose",
+        final_activation,
+        "U-Net",
+    )

@@ -1,0 +1,1 @@
+"""MUNet: multi-branch segmentation with area-weighted voting and a classification head."""

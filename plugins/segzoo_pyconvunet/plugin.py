@@ -1,0 +1,10 @@
+"""Entry point of the PyConvU-Net plugin (``segzoo`` group)."""
+
+import segzoo
+from segzoo_pyconvunet.pyconv import PyConv
+from segzoo_pyconvunet.pyconvunet import pyconvunet
+
+
+@segzoo.hookimpl
+def segzoo_components() -> list:
+    return [PyConv, pyconvunet]

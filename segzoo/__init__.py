@@ -1,0 +1,75 @@
+"""segzoo: a plugin registry of 2D biomedical segmentation components, built on MONAI bundles.
+
+Plugins register components through pluggy hooks (see :mod:`segzoo.hookspecs`);
+configs and code build them by name::
+
+    import segzoo
+    net = segzoo.build("architecture", "pyconvunet", preset="paper", in_channels=1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segzoo.hookspecs import hookimpl
+from segzoo.registry import (
+    KINDS,
+    Component,
+    ComponentParamsError,
+    DuplicateComponentError,
+    Params,
+    SegzooError,
+    UnknownComponentError,
+    component,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "ComponentParamsError",
+    "DuplicateComponentError",
+    "Params",
+    "SegzooError",
+    "UnknownComponentError",
+    "build",
+    "component",
+    "create_model",
+    "get",
+    "hookimpl",
+    "list_components",
+    "plugin_manager",
+]
+
+_manager = None
+
+
+def plugin_manager(reload: bool = False):  # -> segzoo.plugins.PluginManager
+    """The process-wide plugin manager, loaded on first use (built-ins, then entry points)."""
+    global _manager
+    if _manager is None or reload:
+        from segzoo.plugins import PluginManager
+
+        _manager = PluginManager().load()
+    return _manager
+
+
+def get(kind: str, name: str) -> Component:
+    """The registered :class:`Component` for ``(kind, name)``; the error names the closest registered names."""
+    return plugin_manager().registry.get(kind, name)
+
+
+def build(kind: str, name: str, preset: str | None = None, **params: Any) -> Any:
+    """Validate ``params`` (over ``preset``'s values) with the component's pydantic model and build it."""
+    return get(kind, name).build(preset, **params)
+
+
+def create_model(name: str, preset: str | None = None, **params: Any) -> Any:
+    """Shorthand for ``build("architecture", name, ...)``, as timm's ``create_model``."""
+    return build("architecture", name, preset, **params)
+
+
+def list_components(kind: str | None = None) -> list[Component]:
+    """Every registered component (of ``kind`` if given), sorted by kind then name."""
+    return plugin_manager().registry.components(kind)

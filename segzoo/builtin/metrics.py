@@ -1,0 +1,128 @@
+"""Built-in segmentation metrics (MONAI ``CumulativeIterationMetric``s, so Ignite handlers can wrap them).
+
+All metrics are computed per image, then averaged over images. Predictions are
+probabilities (or logits-free scores): one channel is thresholded at 0.5, several
+channels are arg-maxed. Labels are class-index maps ``(B, 1, H, W)`` or one-hot.
+
+Empty-mask convention: a class that is absent from both the prediction and the
+label of an image scores 1 for that image (nothing to find, nothing found), so no
+metric is ever NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.metrics import CumulativeIterationMetric
+from pydantic import Field
+
+import segzoo
+
+
+def class_maps(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Predicted and true class-index maps ``(B, H, W)`` and the number of classes (2 for a binary mask)."""
+    if y_pred.shape[1] == 1:
+        pred = (y_pred[:, 0] >= threshold).long()
+        true = (y[:, 0] >= 0.5).long() if y.shape[1] == 1 else y.argmax(1)
+        return pred, true, 2
+    classes = y_pred.shape[1]
+    true = y.argmax(1) if y.shape[1] == classes and classes > 1 else y[:, 0].round().long()
+    return y_pred.argmax(1), true, classes
+
+
+def confusion_per_image(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TP, FP, FN per image and class, each ``(B, K)`` (eq. 2's p_ii, sum_j p_ji - p_ii, sum_j p_ij - p_ii)."""
+    pred, true, k = class_maps(y_pred, y, threshold)
+    pred, true = pred.flatten(1), true.flatten(1)
+    classes = torch.arange(k, device=pred.device).view(1, k, 1)
+    p = pred.unsqueeze(1) == classes
+    t = true.unsqueeze(1) == classes
+    tp = (p & t).sum(-1).double()
+    fp = (p & ~t).sum(-1).double()
+    fn = (~p & t).sum(-1).double()
+    return tp, fp, fn
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    return torch.where(den > 0, num / den.clamp_min(1), torch.ones_like(num))
+
+
+def iou_per_class(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    tp, fp, fn = confusion_per_image(y_pred, y, threshold)
+    return _ratio(tp, tp + fp + fn)
+
+
+def dice_per_class(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    tp, fp, fn = confusion_per_image(y_pred, y, threshold)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+class _PerImageMetric(CumulativeIterationMetric):
+    """Buffers one value per image; ``aggregate`` is their mean."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.per_image(y_pred.float(), y.float()).unsqueeze(1)
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        data = self.get_buffer()
+        return data.float().mean() if isinstance(data, torch.Tensor) and data.numel() else torch.tensor(float("nan"))
+
+
+class MeanIoU(_PerImageMetric):
+    """Eq. (1)-(2): mean IoU over the k+1 classes, background included."""
+
+    def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return iou_per_class(y_pred, y, self.threshold).mean(1)
+
+
+class Dice(_PerImageMetric):
+    """Eq. (3)-(4): 2TP / (2TP + FP + FN) of the foreground (mean over foreground classes)."""
+
+    def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return dice_per_class(y_pred, y, self.threshold)[:, 1:].mean(1)
+
+
+class ForegroundIoU(_PerImageMetric):
+    """IoU of the foreground only (mean over foreground classes), the reduction of the paper's baseline code."""
+
+    def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return iou_per_class(y_pred, y, self.threshold)[:, 1:].mean(1)
+
+
+class ClassIoU(_PerImageMetric):
+    """IoU of one class (the per-class columns of the FREM paper's tables)."""
+
+    def __init__(self, class_index: int, threshold: float = 0.5) -> None:
+        super().__init__(threshold)
+        self.class_index = class_index
+
+    def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return iou_per_class(y_pred, y, self.threshold)[:, self.class_index]
+
+
+class ThresholdParams(segzoo.Params):
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a one-channel prediction is foreground")
+
+
+class ClassIoUParams(ThresholdParams):
+    class_index: int = Field(ge=0, description="the class whose IoU is reported (0 = background)")
+
+
+miou = segzoo.component("metric", "miou", ThresholdParams, "Mean IoU over the k+1 classes, background included (per image, then mean)",
+                        "Li et al. 2021, eq. (1)-(2)")(MeanIoU)
+dice = segzoo.component("metric", "dice", ThresholdParams, "Dice of the foreground, 2TP/(2TP+FP+FN) (per image, then mean)",
+                        "Li et al. 2021, eq. (3)-(4)")(Dice)
+foreground_iou = segzoo.component("metric", "foreground_iou", ThresholdParams,
+                                  "IoU of the foreground only, thresholded at 0.5 (per image, then mean)")(ForegroundIoU)
+class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean)")(ClassIoU)
+
+
+@segzoo.hookimpl
+def segzoo_components() -> list:
+    return [miou, dice, foreground_iou, class_iou]

@@ -1,0 +1,6 @@
+"""Network building blocks shared by more than one plugin (U-Net skeleton, conv-norm-act, output heads)."""
+
+from segzoo.nn.blocks import ConvNormAct, DoubleConv, check_input_size, output_activation, plain_conv
+from segzoo.nn.unet import UNetSkeleton
+
+__all__ = ["ConvNormAct", "DoubleConv", "UNetSkeleton", "check_input_size", "output_activation", "plain_conv"]

@@ -1,0 +1,216 @@
+"""The component registry: what a plugin contributes and how a config builds it.
+
+A *component* is a named factory of one *kind* (architecture, block, loss, ...)
+with a pydantic model of its parameters. Plugins never touch the registry
+directly: they return components from the ``segzoo_components`` hook and the
+plugin manager (:mod:`segzoo.plugins`) adds them here, recording which plugin
+brought each one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+KINDS: tuple[str, ...] = ("architecture", "block", "train_hook", "loss", "fusion", "metric", "dataset", "backbone")
+
+
+class Params(BaseModel):
+    """Base class of every component's parameter model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+
+
+class SegzooError(Exception):
+    """Base class of the errors a user can fix by changing a config or an install."""
+
+
+class UnknownKindError(SegzooError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnknownComponentError(SegzooError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ComponentParamsError(SegzooError, ValueError):
+    """A parameter failed validation; the message names component, field, value and expectation."""
+
+
+class DuplicateComponentError(SegzooError):
+    """Two plugins registered the same (kind, name)."""
+
+
+class UnknownPresetError(SegzooError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Component:
+    """One registered factory. ``plugin`` and ``plugin_version`` are filled in at registration."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[Params]
+    summary: str
+    citation: str = ""
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plugin: str = "?"
+    plugin_version: str = "?"
+
+    def validate(self, preset: str | None = None, **params: Any) -> Params:
+        """Merge ``preset`` (if any) under ``params`` and validate them with the component's model."""
+        merged: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in self.presets:
+                raise UnknownPresetError(
+                    f"{self.kind} '{self.name}' has no preset '{preset}'; "
+                    f"available presets: {', '.join(sorted(self.presets)) or '(none)'}"
+                )
+            merged.update(self.presets[preset])
+        merged.update(params)
+        try:
+            return self.params(**merged)
+        except ValidationError as err:
+            raise ComponentParamsError(_explain(self, err)) from None
+
+    def build(self, preset: str | None = None, **params: Any) -> Any:
+        validated = self.validate(preset, **params)
+        return self.factory(**{name: getattr(validated, name) for name in type(validated).model_fields})
+
+    def schema_rows(self) -> list[dict[str, Any]]:
+        """One row per parameter: name, type, default, description (what ``segzoo info`` prints)."""
+        rows = []
+        for name, info in self.params.model_fields.items():
+            default = "(required)" if info.is_required() else info.get_default(call_default_factory=True)
+            rows.append(
+                {
+                    "name": name,
+                    "type": _type_name(info.annotation),
+                    "default": default,
+                    "description": info.description or "",
+                }
+            )
+        return rows
+
+
+def component(
+    kind: str,
+    name: str,
+    params: type[Params],
+    summary: str,
+    citation: str = "",
+    presets: dict[str, dict[str, Any]] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a class or function as a segzoo component.
+
+    The decorated object is returned unchanged, with its :class:`Component`
+    spec attached as ``__segzoo_component__`` so a plugin's hook can return it.
+    """
+    if kind not in KINDS:
+        raise UnknownKindError(f"unknown component kind '{kind}'; kinds are: {', '.join(KINDS)}")
+
+    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
+        factory.__segzoo_component__ = Component(  # type: ignore[attr-defined]
+            kind=kind,
+            name=name,
+            factory=factory,
+            params=params,
+            summary=summary,
+            citation=citation,
+            presets=dict(presets or {}),
+        )
+        return factory
+
+    return wrap
+
+
+def spec_of(obj: Any) -> Component:
+    """The :class:`Component` of a decorated factory, or the component itself."""
+    if isinstance(obj, Component):
+        return obj
+    spec = vars(obj).get("__segzoo_component__") if hasattr(obj, "__dict__") else None
+    if spec is None:
+        raise TypeError(f"{obj!r} is not a segzoo component: decorate it with @segzoo.component(...)")
+    return spec
+
+
+class Registry:
+    """All components, keyed by (kind, name)."""
+
+    def __init__(self) -> None:
+        self._components: dict[tuple[str, str], Component] = {}
+
+    def add(self, obj: Any, plugin: str, plugin_version: str) -> Component:
+        spec = spec_of(obj)
+        key = (spec.kind, spec.name)
+        if key in self._components:
+            other = self._components[key]
+            raise DuplicateComponentError(
+                f"{spec.kind} '{spec.name}' is registered twice: by plugin '{other.plugin}' "
+                f"and by plugin '{plugin}'. Uninstall one of them or rename the component in one."
+            )
+        registered = Component(**{**spec.__dict__, "plugin": plugin, "plugin_version": plugin_version})
+        self._components[key] = registered
+        return registered
+
+    def get(self, kind: str, name: str) -> Component:
+        if kind not in KINDS:
+            close = difflib.get_close_matches(kind, KINDS, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownKindError(f"unknown component kind '{kind}'{hint} Kinds are: {', '.join(KINDS)}")
+        try:
+            return self._components[(kind, name)]
+        except KeyError:
+            names = self.names(kind)
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise UnknownComponentError(
+                f"no {kind} named '{name}'.{hint} Registered {kind}s: {', '.join(names) or '(none)'}. "
+                f"`segzoo list --kind {kind}` shows them with their plugins."
+            ) from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for (k, name) in self._components if k == kind)
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        return sorted(
+            (c for c in self._components.values() if kind is None or c.kind == kind),
+            key=lambda c: (KINDS.index(c.kind), c.name),
+        )
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._components
+
+    def __iter__(self) -> Iterable[Component]:
+        return iter(self.components())
+
+
+def _explain(spec: Component, err: ValidationError) -> str:
+    lines = [f"invalid parameters for {spec.kind} '{spec.name}':"]
+    fields = list(spec.params.model_fields)
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(e["loc"][0]), fields, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            lines.append(f"  - '{loc}' is not a parameter.{hint} Valid parameters: {', '.join(fields)}")
+        elif e["type"] == "missing":
+            lines.append(f"  - '{loc}' is required and was not given")
+        else:
+            expected = e["msg"]
+            lines.append(f"  - '{loc}': got {e.get('input')!r} ({type(e.get('input')).__name__}); expected: {expected}")
+    lines.append(f"`segzoo info {spec.kind} {spec.name}` shows every parameter with its type and default.")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    name = getattr(annotation, "__name__", None)
+    return name if name and not getattr(annotation, "__args__", None) else str(annotation).replace("typing.", "")
