@@ -62,6 +62,7 @@ class Component:
     summary: str
     citation: str = ""
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reported: dict[str, dict[str, float]] = field(default_factory=dict)
     plugin: str = "?"
     plugin_version: str = "?"
 
@@ -108,8 +109,13 @@ def component(
     summary: str,
     citation: str = "",
     presets: dict[str, dict[str, Any]] | None = None,
+    reported: dict[str, dict[str, float]] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a class or function as a segzoo component.
+
+    ``presets`` name parameter sets (``"paper"``: the published configuration);
+    ``reported`` gives, per preset, the figures its paper published (``params_m``, ``gmac``)
+    so ``segzoo table3`` can print ours beside them.
 
     The decorated object is returned unchanged, with its :class:`Component`
     spec attached as ``__segzoo_component__`` so a plugin's hook can return it.
@@ -126,6 +132,7 @@ def component(
             summary=summary,
             citation=citation,
             presets=dict(presets or {}),
+            reported=dict(reported or {}),
         )
         return factory
 

@@ -30,6 +30,7 @@ class UNetParams(segzoo.Params):
     summary="U-Net: double 3x3 conv + BN + ReLU per stage, 4 poolings, transposed-conv up-sampling",
     citation=CITATION,
     presets={"paper": {"base_channels": 32, "depth": 4}},
+    reported={"paper": {"params_m": 7.77, "gmac": 48.57}},
 )
 def unet(in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str) -> UNetSkeleton:
     conv = plain_conv(3, bias=True, spatial_dims=spatial_dims)

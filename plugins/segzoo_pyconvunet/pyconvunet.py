@@ -58,6 +58,7 @@ PAPER_PYRAMIDS = [{"kernels": [3, 5, 7, 9], "groups": [8, 16, 32, 32]}] * 4 + [{
     summary="U-Net whose 3x3 convolutions are pyramidal convolutions (multi-scale, lightweight)",
     citation=CITATION,
     presets={"paper": {"base_channels": 32, "depth": 4, "pyramids": PAPER_PYRAMIDS}},
+    reported={"paper": {"params_m": 3.7, "gmac": 10.65}},
 )
 def pyconvunet(
     in_channels: int,
