@@ -1,0 +1,3 @@
+from segzoo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""The ``segzoo`` command: list, inspect and measure registered components."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+import segzoo
+from segzoo.registry import KINDS, SegzooError
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = [
+        {"kind": c.kind, "name": c.name, "plugin": c.plugin, "plugin_version": c.plugin_version, "summary": c.summary}
+        for c in segzoo.list_components(args.kind)
+    ]
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, ["kind", "name", "plugin", "plugin_version", "summary"]))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    spec = segzoo.get(args.kind, args.name)
+    info = {
+        "kind": spec.kind,
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "plugin_version": spec.plugin_version,
+        "summary": spec.summary,
+        "citation": spec.citation,
+        "parameters": spec.schema_rows(),
+        "presets": spec.presets,
+        "json_schema": spec.params.model_json_schema(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{spec.kind} '{spec.name}' from plugin {spec.plugin} {spec.plugin_version}\n  {spec.summary}")
+    if spec.citation:
+        print(f"  cite: {spec.citation}")
+    print()
+    print(_table(spec.schema_rows(), ["name", "type", "default", "description"]))
+    for preset, values in spec.presets.items():
+        print(f"\npreset '{preset}': {json.dumps(values)}")
+    return 0
+
+
+def cmd_complexity(args: argparse.Namespace) -> int:
+    from segzoo.complexity import measure
+
+    model = segzoo.create_model(args.name, args.preset, in_channels=args.in_channels, out_channels=args.out_channels)
+    result = measure(model, args.in_channels, args.size)
+    out = {"params_m": round(result.params_m, 4), "gmac": round(result.gmac, 3)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.name}{f' ({args.preset})' if args.preset else ''}, {args.in_channels}->{args.out_channels} channels, "
+              f"{args.size}x{args.size}: {out['params_m']} M parameters, {out['gmac']} GMac")
+    return 0
+
+
+def cmd_table3(args: argparse.Namespace) -> int:
+    """Counts of every architecture preset that has published figures, beside those figures."""
+    from segzoo.complexity import measure
+
+    rows = []
+    for spec in segzoo.list_components("architecture"):
+        for preset, reported in spec.reported.items():
+            ours = measure(spec.build(preset, in_channels=3, out_channels=1), 3, args.size)
+            row: dict[str, Any] = {"architecture": spec.name, "preset": preset}
+            for key, value in (("params_m", ours.params_m), ("gmac", ours.gmac)):
+                paper = reported.get(key)
+                row[f"{key}"] = round(value, 2)
+                row[f"paper_{key}"] = paper if paper is not None else "-"
+                row[f"diff_{key}"] = f"{100 * (value - paper) / paper:+.1f}%" if paper else "-"
+            rows.append(row)
+    columns = ["architecture", "preset", "params_m", "paper_params_m", "diff_params_m", "gmac", "paper_gmac", "diff_gmac"]
+    print(json.dumps(rows, indent=2) if args.json else _table(rows, columns))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segzoo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"segzoo {segzoo.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered components")
+    p.add_argument("--kind", choices=KINDS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="parameter schema of one component, with defaults")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("complexity", help="parameters (M) and GMac of an architecture under the pinned counting rule")
+    p.add_argument("name")
+    p.add_argument("--preset")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--out-channels", type=int, default=1)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_complexity)
+
+    p = sub.add_parser("table3", help="parameters and GMac of every paper preset beside the published figures")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_table3)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegzooError as err:
+        print(f"segzoo: error: {err}", file=sys.stderr)
+        return 2

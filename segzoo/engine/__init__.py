@@ -1,0 +1,29 @@
+"""What bundle configs call that a JSON config cannot express: data loading, tracking, progress, plots, outputs.
+
+Bundles stay recipes: they name these helpers and the registry's components;
+nothing here knows a paper.
+"""
+
+from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
+from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar
+from segzoo.engine.predict import panel, predict, probabilities
+from segzoo.engine.runs import latest_checkpoint, load_checkpoint, load_items, run_name
+from segzoo.engine.tracking import MLflowTracker
+
+__all__ = [
+    "LastCheckpoint",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
+    "output_dir",
+    "MLflowTracker",
+    "MaskWriter",
+    "MetricsCSVWriter",
+    "ProgressBar",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_items",
+    "panel",
+    "predict",
+    "probabilities",
+    "run_name",
+]

@@ -1,0 +1,75 @@
+"""Small Ignite handlers the bundles attach: a progress bar and the output writers of evaluate/inference."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar as IgniteProgressBar
+from monai.handlers import from_engine
+
+
+class ProgressBar:
+    """A tqdm bar per epoch (``Epoch [3/50]``) showing the running loss when the engine has one."""
+
+    def __init__(self, show_loss: bool = True) -> None:
+        self.show_loss = show_loss
+
+    def attach(self, engine: Engine) -> None:
+        transform = from_engine(["loss"], first=True) if self.show_loss else None
+        IgniteProgressBar(persist=True).attach(engine, output_transform=(lambda out: {"loss": float(transform(out))}) if transform else None)
+
+
+class MetricsCSVWriter:
+    """After evaluation, ``per_image.csv`` (one row per image, one column per metric) and ``summary.csv`` (means)."""
+
+    def __init__(self, output_dir: str, metric_names: list[str]) -> None:
+        self.output_dir = Path(output_dir)
+        self.metric_names = metric_names
+        self.names: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda e: self.names.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def _collect(self, engine: Engine) -> None:
+        self.names.extend(item["name"] for item in engine.state.batch)
+
+    def write(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        details = {m: torch.as_tensor(engine.state.metric_details[m]).flatten().tolist() for m in self.metric_names}
+        with open(self.output_dir / "per_image.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", *self.metric_names])
+            for i, name in enumerate(self.names):
+                writer.writerow([name, *(f"{details[m][i]:.6f}" for m in self.metric_names)])
+        with open(self.output_dir / "summary.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["metric", "mean", "images"])
+            for m in self.metric_names:
+                writer.writerow([m, f"{float(engine.state.metrics[m]):.6f}", len(self.names)])
+
+
+class MaskWriter:
+    """Writes one PNG mask per image: 0/255 for a binary network, class indices for several classes."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        from PIL import Image
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        outputs: list[dict[str, Any]] = engine.state.output
+        for item, out in zip(engine.state.batch, outputs):
+            pred = torch.as_tensor(out["pred"]).float().cpu()
+            mask = (pred[0] >= 0.5).numpy().astype(np.uint8) * 255 if pred.shape[0] == 1 else pred.argmax(0).numpy().astype(np.uint8)
+            Image.fromarray(mask).save(self.output_dir / f"{item['name']}.png")

@@ -1,0 +1,38 @@
+"""Predictions outside an engine: the prediction panel logged with a run."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from segzoo.engine.plots import prediction_panel
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid for one output channel, softmax over channels otherwise (the bundles' post-processing)."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+
+
+@torch.no_grad()
+def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Probabilities ``(C, H, W)`` for one image ``(C, H, W)``; the network is left in the mode it was in."""
+    was_training = network.training
+    network.eval()
+    try:
+        batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
+        return probabilities(inferer(batch, network).float())[0].cpu()
+    finally:
+        network.train(was_training)
+
+
+def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable, device: torch.device | str = "cpu"):
+    """A figure with one row per item: image, label, then each model's thresholded prediction."""
+    rows = []
+    for item in items:
+        row = {"name": item.get("name", ""), "image": item["image"], "label": item["label"]}
+        for title, network in models.items():
+            prob = predict(network, item["image"], inferer, device)
+            row[title] = (prob >= 0.5).float() if prob.shape[0] == 1 else prob
+        rows.append(row)
+    return prediction_panel(rows, ["image", "label", *models])

@@ -1,0 +1,60 @@
+"""Run names, data selection and checkpoints shared by every bundle's configs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import segzoo
+from segzoo.registry import SegzooError
+
+
+def run_name(prefix: str) -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS``: unique per run, sortable, readable in the MLflow UI."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train", **folder: Any) -> list[dict[str, Any]]:
+    """The items a bundle trains on: the folder ``dataset_dir/<split>`` if given, else the synthetic default."""
+    if dataset_dir:
+        return segzoo.build("dataset", "folder", dataset_dir=str(dataset_dir), split=split, in_channels=in_channels, **folder)
+    return segzoo.build("dataset", synthetic.get("name", "synthetic_cells"), channels=in_channels,
+                        **{k: v for k, v in synthetic.items() if k != "name"})
+
+
+def latest_checkpoint(runs_dir: str | os.PathLike, filename: str = "model.pt") -> str:
+    """The newest ``filename`` under ``runs_dir`` (what ``evaluate``/``inference`` use when no checkpoint is given)."""
+    found = sorted(Path(runs_dir).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SegzooError(
+            f"no trained model found under {runs_dir}/*/{filename}; train first "
+            "(python -m monai.bundle run training --config_file .../train.json) or pass --checkpoint PATH"
+        )
+    return str(found[-1])
+
+
+def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model") -> torch.nn.Module:
+    """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another shape is refused, naming both."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get(key, state) if isinstance(state, dict) else state
+    own = network.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    if mismatched or missing:
+        detail = (f"{mismatched[0]}: checkpoint {tuple(state[mismatched[0]].shape)} vs network {tuple(own[mismatched[0]].shape)}"
+                  if mismatched else f"{len(missing)} weights missing, e.g. {missing[0]}")
+        raise SegzooError(
+            f"checkpoint {path} does not fit this network ({type(network).__name__}): {detail}. It was trained with another "
+            "architecture, preset or class count; pass the same --arch/--preset/--out_channels it was trained with."
+        )
+    network.load_state_dict(state)
+    return network
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel/DataParallel wrapper (checkpoints hold the bare weights)."""
+    return network.module if hasattr(network, "module") and isinstance(network.module, torch.nn.Module) else network

@@ -1,0 +1,255 @@
+"""MLflow logging for bundle runs, tolerant of a tracking server that goes away.
+
+One experiment per bundle. A run logs: parameters (the bundle config as run, the
+components it built with their plugins and versions, the git commit), per-epoch
+metrics (train loss and every validation metric), and artifacts (the config, the
+best checkpoint, loss/metric curves and an image/mask/prediction panel). A server
+that cannot be reached at start stops the run before training, naming the URI; one
+that fails later costs a warning and training goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import from_engine
+
+import segzoo
+from segzoo.registry import SegzooError
+
+RUN_ID_FILE = "mlflow_run_id.txt"
+
+
+class TrackingUnavailableError(SegzooError):
+    """The MLflow tracking store could not be reached before training."""
+
+
+def current_bundle_config() -> dict[str, Any] | None:
+    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any.
+
+    Configs cannot reference themselves, so the tracker finds the ``ConfigWorkflow``
+    that is instantiating it on the call stack.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    for frame_info in inspect.stack(context=0):
+        owner = frame_info.frame.f_locals.get("self")
+        if isinstance(owner, ConfigWorkflow):
+            return owner.parser.get()
+    return None
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Scalar leaves of a nested config as ``a.b.c -> value`` (MLflow params are flat strings)."""
+    out: dict[str, str] = {}
+    if isinstance(config, dict):
+        for k, v in config.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(config, list) and all(not isinstance(v, (dict, list)) for v in config):
+        out[prefix[:-1]] = json.dumps(config)[:6000]
+    elif isinstance(config, list):
+        for i, v in enumerate(config):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = str(config)[:6000]
+    return out
+
+
+def plugin_versions() -> dict[str, str]:
+    return {f"plugin.{p.name}": p.version for p in segzoo.plugin_manager().plugins if p.error is None}
+
+
+class MLflowTracker:
+    """Attach to a trainer (with its evaluator) or to an evaluator alone.
+
+    Args:
+        experiment: the experiment name (the bundle's name).
+        run_name: the run's name in the MLflow UI.
+        output_dir: where checkpoints and plots are written; the run id is kept there so a resumed
+            training continues the same MLflow run.
+        components: what the run built, e.g. ``{"architecture": ("pyconvunet", {...})}``; logged as params.
+        evaluator: the validation engine whose metrics are logged each epoch.
+        artifacts: files logged at the end if they exist (e.g. the best checkpoint).
+        panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
+        tracking_uri: MLflow tracking URI; by default ``MLFLOW_TRACKING_URI`` or MLflow's local store.
+        parent_run_id: nest the run under this run (comparisons and searches).
+    """
+
+    def __init__(
+        self,
+        experiment: str,
+        run_name: str,
+        output_dir: str,
+        components: dict[str, Any] | None = None,
+        evaluator: Engine | None = None,
+        artifacts: list[str] | None = None,
+        panel: Callable[[], Any] | None = None,
+        tracking_uri: str | None = None,
+        parent_run_id: str | None = None,
+        extra_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.run_name = run_name
+        self.output_dir = Path(output_dir)
+        self.components = components or {}
+        self.evaluator = evaluator
+        self.artifacts = artifacts or []
+        self.panel = panel
+        self.tracking_uri = tracking_uri
+        self.parent_run_id = parent_run_id
+        self.extra_params = extra_params or {}
+        self.config = current_bundle_config()
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.run_id: str | None = None
+        self._epoch_losses: list[float] = []
+        self._warned = False
+
+    # -- wiring -------------------------------------------------------------------------------------
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
+        engine.add_event_handler(Events.COMPLETED, self.finish)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self.fail)
+        self.engine = engine
+        if self.evaluator is not None and self.evaluator is not engine:
+            self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._log_validation)
+
+    # -- MLflow calls, each guarded -------------------------------------------------------------------
+    def _safe(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import mlflow
+
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - tracking must never cost the training
+            if not self._warned:
+                warnings.warn(
+                    f"MLflow at {mlflow.get_tracking_uri()} failed while {what} ({type(exc).__name__}: {exc}); "
+                    f"training continues and checkpoints are still written to {self.output_dir}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._warned = True
+            return None
+
+    def start(self, engine: Engine) -> None:
+        import mlflow
+
+        if self.tracking_uri:
+            mlflow.set_tracking_uri(self.tracking_uri)
+        uri = mlflow.get_tracking_uri()
+        try:
+            experiment = mlflow.set_experiment(self.experiment)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+            raise TrackingUnavailableError(
+                f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
+                "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
+            ) from None
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.output_dir / RUN_ID_FILE
+        resume_id = id_file.read_text().strip() if id_file.exists() else None
+        while mlflow.active_run() is not None and mlflow.active_run().info.run_id != self.parent_run_id:
+            mlflow.end_run()
+        run = mlflow.start_run(
+            run_id=resume_id,
+            experiment_id=None if resume_id else experiment.experiment_id,
+            run_name=None if resume_id else self.run_name,
+            nested=self.parent_run_id is not None,
+            parent_run_id=self.parent_run_id,
+        )
+        self.run_id = run.info.run_id
+        id_file.write_text(self.run_id)
+        if resume_id:
+            self._load_history()
+            return
+        params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
+        params.update(plugin_versions())
+        for role, (name, values) in self.components.items():
+            params[role] = name
+            params.update({f"{role}.{k}": v for k, v in flatten(values).items()})
+        params.update({k: str(v) for k, v in self.extra_params.items()})
+        if self.config is not None:
+            params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
+            self._safe("logging the config", mlflow.log_dict, self.config, "config/resolved_config.json")
+        items = list(params.items())
+        for i in range(0, len(items), 100):
+            self._safe("logging params", mlflow.log_params, dict(items[i : i + 100]))
+
+    def _collect_loss(self, engine: Engine) -> None:
+        loss = from_engine(["loss"], first=True)(engine.state.output)
+        self._epoch_losses.append(float(loss))
+
+    def _log_epoch(self, engine: Engine) -> None:
+        import mlflow
+
+        if self._epoch_losses:
+            value = sum(self._epoch_losses) / len(self._epoch_losses)
+            self._record("train_loss", engine.state.epoch, value)
+            self._safe("logging metrics", mlflow.log_metric, "train_loss", value, step=engine.state.epoch, run_id=self.run_id)
+            self._epoch_losses.clear()
+
+    def _log_validation(self, evaluator: Engine) -> None:
+        import mlflow
+
+        step = self.engine.state.epoch
+        metrics = {k: float(v) for k, v in evaluator.state.metrics.items() if isinstance(v, (int, float)) or torch.is_tensor(v)}
+        for k, v in metrics.items():
+            self._record(k, step, v)
+        self._safe("logging metrics", mlflow.log_metrics, metrics, step=step, run_id=self.run_id)
+
+    def _record(self, name: str, step: int, value: float) -> None:
+        self.history.setdefault(name, []).append((step, value))
+        (self.output_dir / "history.json").write_text(json.dumps(self.history))
+
+    def _load_history(self) -> None:
+        path = self.output_dir / "history.json"
+        if path.exists():
+            self.history = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
+
+    def _log_artifacts(self) -> None:
+        import mlflow
+
+        from segzoo.engine.plots import save_curves
+
+        curves = save_curves(self.history, self.output_dir / "curves.png", title=self.run_name)
+        paths = [curves] + [Path(a) for a in self.artifacts]
+        if self.panel is not None:
+            figure_path = self.output_dir / "predictions.png"
+            try:
+                self.panel().savefig(figure_path, dpi=100, bbox_inches="tight")
+                paths.append(figure_path)
+            except Exception as exc:  # noqa: BLE001 - a missing figure must not hide the run's real outcome
+                warnings.warn(f"could not draw the prediction panel: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+        for path in paths:
+            if path is not None and Path(path).exists():
+                self._safe(f"uploading {path}", mlflow.log_artifact, str(path), run_id=self.run_id)
+
+    def finish(self, engine: Engine) -> None:
+        import mlflow
+
+        self._log_artifacts()
+        self._safe("closing the run", mlflow.end_run)
+
+    def fail(self, engine: Engine, exc: BaseException) -> None:
+        """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
+        import mlflow
+
+        if self.run_id is not None:
+            self._log_artifacts()
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            self._safe("closing the run", mlflow.end_run, status=status)
+        raise exc
