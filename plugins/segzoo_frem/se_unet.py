@@ -62,21 +62,13 @@ class SEUNet(UNetSkeleton):
                 Conv[Conv.CONV, spatial_dims](channels[-1], out_channels, 1),
                 nn.Upsample(scale_factor=self.stride, mode="bilinear" if spatial_dims == 2 else "trilinear"),
             )
-        self._supervision: torch.Tensor | None = None
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The skeleton's encoder; in deep-supervised training it also keeps the head's output for ``forward``."""
-        skips = super().encode(x)
-        supervised = self.supervision_head is not None and self.training
-        self._supervision = self.supervision_head(skips[-1]) if supervised else None
-        return skips
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        main = super().forward(x)
-        if self._supervision is None:
+        skips = self.encode(x)
+        main = self.activation(self.decode(skips))
+        if self.supervision_head is None or not self.training:
             return main
-        aux, self._supervision = self._supervision, None
-        return [main, self.activation(aux)]
+        return [main, self.activation(self.supervision_head(skips[-1]))]
 
 
 def se_stage(in_channels: int, out_channels: int, spatial_dims: int, se_reduction: int, dropout: float) -> nn.Sequential:

@@ -5,7 +5,7 @@ nothing here knows a paper.
 """
 
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
-from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar
+from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import latest_checkpoint, load_checkpoint, load_items, run_name
 from segzoo.engine.tracking import MLflowTracker
@@ -19,6 +19,7 @@ __all__ = [
     "MaskWriter",
     "MetricsCSVWriter",
     "ProgressBar",
+    "TrainHookHandler",
     "latest_checkpoint",
     "load_checkpoint",
     "load_items",

@@ -73,3 +73,21 @@ class MaskWriter:
             pred = torch.as_tensor(out["pred"]).float().cpu()
             mask = (pred[0] >= 0.5).numpy().astype(np.uint8) * 255 if pred.shape[0] == 1 else pred.argmax(0).numpy().astype(np.uint8)
             Image.fromarray(mask).save(self.output_dir / f"{item['name']}.png")
+
+
+class TrainHookHandler:
+    """Attaches a ``train_hook`` component to a network and drives it from the trainer's events.
+
+    A train hook exposes ``attach(model)`` and ``attach_to_engine(engine)`` (e.g. to re-draw its
+    choices every epoch); it must leave evaluation untouched.
+    """
+
+    def __init__(self, hook: Any, network: torch.nn.Module) -> None:
+        self.hook = hook
+        self.network = network
+
+    def attach(self, engine: Engine) -> None:
+        from segzoo.engine.runs import unwrap
+
+        self.hook.attach(unwrap(self.network))
+        self.hook.attach_to_engine(engine)

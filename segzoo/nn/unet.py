@@ -64,9 +64,13 @@ class UNetSkeleton(nn.Module):
             skips.append(x)
         return skips
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = self.encode(x)
+    def decode(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from the encoder's feature maps (variants add heads between ``encode`` and ``decode``)."""
+        skips = list(skips)
         x = skips.pop()
         for up, stage in zip(self.up, self.decoder):
             x = stage(torch.cat([up(x), skips.pop()], dim=1))
-        return self.activation(self.head(x))
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.decode(self.encode(x)))
