@@ -1,7 +1,7 @@
 """Data: readers with up-front validation, the synthetic default, splits and MONAI transform chains."""
 
-from segzoo.data.folder import DataError, load_folder, read_image
+from segzoo.data.folder import DataError, load_folder, load_images, read_image
 from segzoo.data.split import split
 from segzoo.data.synthetic import synthetic_cells
 
-__all__ = ["DataError", "load_folder", "read_image", "split", "synthetic_cells"]
+__all__ = ["DataError", "load_folder", "load_images", "read_image", "split", "synthetic_cells"]

@@ -94,6 +94,26 @@ def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] |
     return mask.astype(np.float32)
 
 
+def load_images(image_dir: str, in_channels: int | None = None) -> list[dict[str, Any]]:
+    """Every image of a folder (no masks), for inference: ``{"image", "name"}`` items."""
+    folder = Path(image_dir)
+    images = sorted(p for p in folder.iterdir() if _suffix(p) in SUFFIXES) if folder.is_dir() else []
+    if not images:
+        raise DataError(f"{folder} holds no images ({', '.join(sorted(SUFFIXES))}); pass --input_dir with the images to segment.")
+    return [{"image": to_unit_range(_match_channels(read_image(p), in_channels, p)), "name": _stem(p)} for p in images]
+
+
+def _match_channels(image: np.ndarray, in_channels: int | None, path: Path) -> np.ndarray:
+    if in_channels is None or image.shape[0] == in_channels:
+        return image
+    if image.shape[0] == 1:
+        return np.repeat(image, in_channels, 0)
+    raise DataError(
+        f"{path} has {image.shape[0]} channels but the network expects in_channels={in_channels}; "
+        f"convert the image or set in_channels to {image.shape[0]}."
+    )
+
+
 class FolderParams(Params):
     dataset_dir: str = Field(description="folder holding <split>/images and <split>/labels")
     split: str = Field("train", description="sub-folder to read (train, test, ...)")
@@ -130,13 +150,6 @@ def load_folder(
                 f"{mask_path} is {mask.shape[1]}x{mask.shape[2]} but its image {path} is {image.shape[1]}x{image.shape[2]}; "
                 "masks must have the size of their image."
             )
-        if in_channels is not None and image.shape[0] != in_channels:
-            if image.shape[0] == 1:
-                image = np.repeat(image, in_channels, 0)
-            else:
-                raise DataError(
-                    f"{path} has {image.shape[0]} channels but the network expects in_channels={in_channels}; "
-                    f"convert the image or set in_channels to {image.shape[0]}."
-                )
+        image = _match_channels(image, in_channels, path)
         items.append({"image": to_unit_range(image), "label": to_labels(mask, mask_path, labels, label_mapping), "name": _stem(path)})
     return items

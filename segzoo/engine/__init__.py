@@ -7,7 +7,7 @@ nothing here knows a paper.
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
 from segzoo.engine.predict import panel, predict, probabilities
-from segzoo.engine.runs import latest_checkpoint, load_checkpoint, load_items, run_name
+from segzoo.engine.runs import inference_items, latest_checkpoint, load_checkpoint, load_items, run_name, shared_run_name
 from segzoo.engine.tracking import MLflowTracker
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "MetricsCSVWriter",
     "ProgressBar",
     "TrainHookHandler",
+    "inference_items",
     "latest_checkpoint",
     "load_checkpoint",
     "load_items",
@@ -27,4 +28,5 @@ __all__ = [
     "predict",
     "probabilities",
     "run_name",
+    "shared_run_name",
 ]

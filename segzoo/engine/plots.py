@@ -51,7 +51,10 @@ def prediction_panel(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> 
     for r, row in enumerate(rows):
         for c, key in enumerate(columns):
             ax = axes[r][c]
-            ax.imshow(_show(row[key]), cmap="gray", interpolation="nearest")
+            shown = _show(row[key])
+            # masks on a fixed scale, so an all-foreground prediction shows white, not the colormap's minimum
+            limits = {} if key == "image" else {"vmin": 0, "vmax": max(1, int(shown.max()))}
+            ax.imshow(shown, cmap="gray", interpolation="nearest", **limits)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -58,3 +58,23 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel/DataParallel wrapper (checkpoints hold the bare weights)."""
     return network.module if hasattr(network, "module") and isinstance(network.module, torch.nn.Module) else network
+
+
+def inference_items(input_dir: str | None, in_channels: int, synthetic: dict[str, Any]) -> list[dict[str, Any]]:
+    """Images to segment: every image of ``input_dir``, or fresh synthetic images (another seed than training's)."""
+    from segzoo.data import load_images
+
+    if input_dir:
+        return load_images(input_dir, in_channels)
+    unseen = {**synthetic, "seed": synthetic.get("seed", 0) + 1, "num_images": min(8, synthetic.get("num_images", 8))}
+    return [{"image": item["image"], "name": item["name"]} for item in load_items(None, in_channels, unseen)]
+
+
+def shared_run_name(prefix: str) -> str:
+    """:func:`run_name` agreed by every process of a distributed run (rank 0's), so all write to one folder."""
+    import torch.distributed as dist
+
+    name = [run_name(prefix)]
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast_object_list(name, src=0)
+    return name[0]

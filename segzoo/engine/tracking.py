@@ -87,6 +87,7 @@ class MLflowTracker:
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
         tracking_uri: MLflow tracking URI; by default ``MLFLOW_TRACKING_URI`` or MLflow's local store.
         parent_run_id: nest the run under this run (comparisons and searches).
+        resume: continue the MLflow run recorded in ``output_dir`` (an interrupted training) instead of a new one.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class MLflowTracker:
         tracking_uri: str | None = None,
         parent_run_id: str | None = None,
         extra_params: dict[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -112,6 +114,7 @@ class MLflowTracker:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
+        self.resume = resume
         self.config = current_bundle_config()
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
@@ -161,7 +164,7 @@ class MLflowTracker:
             ) from None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         id_file = self.output_dir / RUN_ID_FILE
-        resume_id = id_file.read_text().strip() if id_file.exists() else None
+        resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
         while mlflow.active_run() is not None and mlflow.active_run().info.run_id != self.parent_run_id:
             mlflow.end_run()
         run = mlflow.start_run(
@@ -190,12 +193,16 @@ class MLflowTracker:
             self._safe("logging params", mlflow.log_params, dict(items[i : i + 100]))
 
     def _collect_loss(self, engine: Engine) -> None:
-        loss = from_engine(["loss"], first=True)(engine.state.output)
-        self._epoch_losses.append(float(loss))
+        output = engine.state.output
+        first = output[0] if isinstance(output, list) and output else output
+        if isinstance(first, dict) and "loss" in first:
+            self._epoch_losses.append(float(from_engine(["loss"], first=True)(output)))
 
     def _log_epoch(self, engine: Engine) -> None:
         import mlflow
 
+        if self.evaluator is None:  # attached to an evaluator alone: its metrics are the run's
+            self._log_validation(engine)
         if self._epoch_losses:
             value = sum(self._epoch_losses) / len(self._epoch_losses)
             self._record("train_loss", engine.state.epoch, value)

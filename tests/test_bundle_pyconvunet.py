@@ -1,0 +1,152 @@
+"""The PyConvU-Net bundle end to end: the README's command, MLflow logging, evaluate, inference, ISBI 2012, gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import BUNDLES, ISBI, ROOT, TINY, run_bundle
+
+CONFIGS = BUNDLES / "pyconvunet" / "configs"
+
+
+def readme_training_command() -> list[str]:
+    """The training command exactly as README's Quick start prints it, as arguments after ``python -m monai.bundle``."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"python -m monai\.bundle (run training --config_file \S+)", text)
+    assert match, "README.md must show `python -m monai.bundle run training --config_file ...`"
+    return match.group(1).split()
+
+
+def mlflow_client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_metadata_has_every_field_the_bundle_spec_requires() -> None:
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    for field in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
+                  "task", "description", "authors", "copyright", "network_data_format"):
+        assert meta.get(field), f"metadata.json lacks {field}"
+    assert meta["version"] in meta["changelog"]
+    image = meta["network_data_format"]["inputs"]["image"]
+    for key in ("type", "format", "num_channels", "spatial_shape", "dtype", "value_range", "is_patch_data", "channel_def"):
+        assert key in image
+    assert "pred" in meta["network_data_format"]["outputs"]
+
+
+def test_bundle_layout_is_complete() -> None:
+    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf"):
+        assert (CONFIGS / name).is_file(), name
+    assert (BUNDLES / "pyconvunet" / "docs" / "README.md").is_file()
+
+
+def test_verify_net_in_out_passes() -> None:
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "train.json"), n=2)
+
+
+def test_swapping_the_architecture_is_one_override() -> None:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update({"arch": "unet"})
+    assert parser.get_parsed_content("network_def").name == "U-Net"
+    assert "training" in parser and "run" in parser
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two epochs of the README's exact command on tiny synthetic data, in a scratch folder."""
+    cwd = tmp_path_factory.mktemp("train")
+    (cwd / "bundles").symlink_to(BUNDLES)  # the README's relative path works here, and outputs stay out of the checkout
+    uri = f"sqlite:///{cwd}/mlflow.db"
+    proc = run_bundle([*readme_training_command(), "--epochs", "2", *TINY], cwd=cwd, env={"MLFLOW_TRACKING_URI": uri})
+    (run_dir,) = (cwd / "runs" / "pyconvunet").iterdir()
+    return {"cwd": cwd, "uri": uri, "run_dir": run_dir, "log": proc.stdout + proc.stderr}
+
+
+def test_readme_command_trains_with_a_progress_bar(trained: dict) -> None:
+    assert "Epoch [2/2]" in trained["log"]
+    for name in ("model.pt", "last.pt", "curves.png", "predictions.png", "history.json"):
+        assert (trained["run_dir"] / name).is_file(), name
+
+
+def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
+    client = mlflow_client(trained["uri"])
+    experiment = client.get_experiment_by_name("pyconvunet")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    for metric in ("train_loss", "val_miou", "val_dice", "val_foreground_iou"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2], metric
+    params = run.data.params
+    assert params["architecture"] == "pyconvunet" and params["architecture.preset"] == "paper"
+    assert params["loss"] == "dice_bce" and params["config.epochs"] == "2"
+    assert params["plugin.pyconvunet"] and params["git_commit"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    assert {"model.pt", "curves.png", "predictions.png", "config/resolved_config.json"} <= artifacts
+
+
+def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
+    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY], cwd=trained["cwd"],
+               env={"MLFLOW_TRACKING_URI": trained["uri"]})
+    eval_dir = trained["run_dir"] / "eval"
+    rows = list(csv.DictReader(open(eval_dir / "per_image.csv")))
+    assert len(rows) == 1 and set(rows[0]) == {"image", "miou", "dice", "foreground_iou"}  # 20% of 6 images
+    summary = {r["metric"]: float(r["mean"]) for r in csv.DictReader(open(eval_dir / "summary.csv"))}
+    assert summary["miou"] == pytest.approx(float(rows[0]["miou"]), abs=1e-5)
+    runs = mlflow_client(trained["uri"]).search_runs(
+        [mlflow_client(trained["uri"]).get_experiment_by_name("pyconvunet").experiment_id], filter_string="tags.mlflow.runName LIKE 'evaluate-%'"
+    )
+    assert runs and "miou" in runs[0].data.metrics
+
+
+def test_inference_writes_a_mask_per_image_with_sliding_windows(trained: dict, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name, shape in (("wide", (80, 150)), ("small", (40, 40))):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    out = tmp_path / "masks"
+    run_bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--input_dir", str(tmp_path),
+                "--output_dir", str(out), "--patch_size", "[64,64]"], cwd=trained["cwd"])
+    for name, shape in (("wide", (80, 150)), ("small", (40, 40))):
+        mask = np.asarray(Image.open(out / f"{name}.png"))
+        assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
+
+
+def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_bundle(["run", "training", "--config_file", str(CONFIGS / "train.json"), "--dataset_dir", str(ISBI), "--epochs", "1",
+                "--patch_size", "[128,128]", "--batch_size", "4"], cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    client = mlflow_client(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
+    assert 0.0 < run.data.metrics["val_dice"] <= 1.0
+    assert run.data.params["dataset"] == "folder"
+
+
+def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "monai.bundle", "run", "training",
+         "--config_file", configs, "--epochs", "1", *TINY],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    (run_dir,) = (tmp_path / "runs" / "pyconvunet").iterdir()
+    assert (run_dir / "model.pt").is_file() and (run_dir / "last.pt").is_file()
+    client = mlflow_client(uri)
+    runs = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
+    assert len(runs) == 1 and "val_miou" in runs[0].data.metrics  # only rank 0 logs
