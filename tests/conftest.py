@@ -19,7 +19,8 @@ _MLFLOW_DIR = tempfile.mkdtemp(prefix="segzoo-mlflow-")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_MLFLOW_DIR}/mlflow.db"
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-TINY = ["--synthetic#num_images", "6", "--synthetic#size", "64", "--patch_size", "[64,64]", "--batch_size", "2"]
+TINY_DATA = ["--synthetic#num_images", "6", "--synthetic#size", "64", "--patch_size", "[64,64]"]
+TINY = [*TINY_DATA, "--batch_size", "2"]
 
 
 @pytest.fixture

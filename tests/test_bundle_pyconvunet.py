@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import BUNDLES, ISBI, ROOT, TINY, run_bundle
+from tests.conftest import BUNDLES, ISBI, ROOT, TINY, TINY_DATA, run_bundle
 
 CONFIGS = BUNDLES / "pyconvunet" / "configs"
 
@@ -100,7 +100,7 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
 
 
 def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
-    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY], cwd=trained["cwd"],
+    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY_DATA], cwd=trained["cwd"],
                env={"MLFLOW_TRACKING_URI": trained["uri"]})
     eval_dir = trained["run_dir"] / "eval"
     rows = list(csv.DictReader(open(eval_dir / "per_image.csv")))
@@ -150,3 +150,17 @@ def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
     client = mlflow_client(uri)
     runs = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
     assert len(runs) == 1 and "val_miou" in runs[0].data.metrics  # only rank 0 logs
+
+
+def test_a_mistyped_override_stops_before_training_naming_the_closest_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(CONFIGS / "train.json"),
+                           "--epoch", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "--epoch: the config has no key 'epoch' under the top level. Did you mean: --epochs?" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_component_names_the_config_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(CONFIGS / "train.json"),
+                           "--loss", "dice_bse"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "config key 'loss' = 'dice_bse': no loss named 'dice_bse'. Did you mean: dice_bce" in proc.stderr

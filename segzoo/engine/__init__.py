@@ -9,8 +9,10 @@ from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, Tr
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import inference_items, latest_checkpoint, load_checkpoint, load_items, run_name, shared_run_name
 from segzoo.engine.tracking import MLflowTracker
+from segzoo.engine.validation import ConfigError, check_components, check_overrides
 
 __all__ = [
+    "ConfigError",
     "LastCheckpoint",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
@@ -19,6 +21,8 @@ __all__ = [
     "MaskWriter",
     "MetricsCSVWriter",
     "ProgressBar",
+    "check_components",
+    "check_overrides",
     "TrainHookHandler",
     "inference_items",
     "latest_checkpoint",
