@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import segzoo
 from segzoo.registry import KINDS, SegzooError
+from segzoo.scaffold import SCAFFOLD_KINDS, new_plugin
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -87,6 +88,46 @@ def cmd_table3(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Installed plugins with what each brings, and those that failed to load with the reason."""
+    plugins = segzoo.plugin_manager().plugins
+    rows = [
+        {
+            "name": p.name,
+            "version": p.version,
+            "module": p.module,
+            "components": [{"kind": c.kind, "name": c.name} for c in p.components],
+            "error": p.error,
+        }
+        for p in plugins
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    loaded = [{**row, "components": _by_kind(row["components"])} for row in rows if row["error"] is None]
+    print(_table(loaded, ["name", "version", "module", "components"]))
+    failed = [row for row in rows if row["error"] is not None]
+    if failed:
+        print("\nnot loaded:")
+        for row in failed:
+            print(f"  {row['name']} {row['version']} ({row['module']}): {row['error']}")
+    return 0
+
+
+def _by_kind(components: list[dict[str, str]]) -> str:
+    """``kind: a, b; kind: c`` for one table cell."""
+    kinds: dict[str, list[str]] = {}
+    for c in components:
+        kinds.setdefault(c["kind"], []).append(c["name"])
+    return "; ".join(f"{kind}: {', '.join(names)}" for kind, names in kinds.items()) or "-"
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    root = new_plugin(args.name, args.dir, args.kind)
+    print(f"created {root}\nnext: pip install -e \"{root}[test]\" && pytest {root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segzoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"segzoo {segzoo.__version__}")
@@ -116,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_table3)
+
+    p = sub.add_parser("plugins", help="installed plugins with their components, and those that failed to load with the reason")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("new-plugin", help="scaffold a plugin package (entry point, component, params, tests) that passes its tests")
+    p.add_argument("name", help="component and entry-point name, a lowercase identifier; the package is segzoo-NAME")
+    p.add_argument("--dir", default=".", help="folder to create segzoo-NAME in (default: the current one)")
+    p.add_argument("--kind", default="architecture", choices=SCAFFOLD_KINDS)
+    p.set_defaults(func=cmd_new_plugin)
     return parser
 
 

@@ -69,6 +69,8 @@ class Component:
     def validate(self, preset: str | None = None, **params: Any) -> Params:
         """Merge ``preset`` (if any) under ``params`` and validate them with the component's model."""
         merged: dict[str, Any] = {}
+        if isinstance(preset, str) and preset.lower() in ("", "none", "null"):
+            preset = None  # what a command line can say for "no preset"
         if preset is not None:
             if preset not in self.presets:
                 raise UnknownPresetError(

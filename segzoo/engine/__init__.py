@@ -9,7 +9,7 @@ from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, Tr
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import inference_items, latest_checkpoint, load_checkpoint, load_items, run_name, shared_run_name
 from segzoo.engine.tracking import MLflowTracker
-from segzoo.engine.validation import ConfigError, check_components, check_overrides
+from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
 
 __all__ = [
     "ConfigError",
@@ -23,6 +23,7 @@ __all__ = [
     "ProgressBar",
     "check_components",
     "check_overrides",
+    "check_params",
     "TrainHookHandler",
     "inference_items",
     "latest_checkpoint",

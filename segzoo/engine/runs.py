@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -37,8 +38,22 @@ def latest_checkpoint(runs_dir: str | os.PathLike, filename: str = "model.pt") -
     return str(found[-1])
 
 
-def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model") -> torch.nn.Module:
-    """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another shape is refused, naming both."""
+def _describe(arch: dict[str, Any]) -> str:
+    details = ", ".join(f"{k} {arch[k]}" for k in ("preset", "in_channels", "out_channels") if k in arch)
+    return f"{arch.get('name', '?')} ({details})"
+
+
+def _trained_as(path: str | os.PathLike) -> str:
+    """What the run that wrote ``path`` built, from the ``components.json`` beside it."""
+    info = Path(path).parent / "components.json"
+    return _describe(json.loads(info.read_text()).get("architecture", {})) if info.exists() else "another network"
+
+
+def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:
+    """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another network is refused, naming both.
+
+    ``expected`` describes the network asked for (``name``, ``preset``, ``in_channels``, ``out_channels``) for the message.
+    """
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get(key, state) if isinstance(state, dict) else state
     own = network.state_dict()
@@ -48,8 +63,9 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
         detail = (f"{mismatched[0]}: checkpoint {tuple(state[mismatched[0]].shape)} vs network {tuple(own[mismatched[0]].shape)}"
                   if mismatched else f"{len(missing)} weights missing, e.g. {missing[0]}")
         raise SegzooError(
-            f"checkpoint {path} does not fit this network ({type(network).__name__}): {detail}. It was trained with another "
-            "architecture, preset or class count; pass the same --arch/--preset/--out_channels it was trained with."
+            f"checkpoint {path} was trained as {_trained_as(path)} and does not fit the network asked for, "
+            f"{_describe(expected) if expected else type(network).__name__}: {detail}. Pass the --arch/--preset/--out_channels it was trained with, "
+            "or another --checkpoint."
         )
     network.load_state_dict(state)
     return network

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import urllib.error
+import urllib.request
 import subprocess
 import warnings
 from pathlib import Path
@@ -25,6 +28,11 @@ import segzoo
 from segzoo.registry import SegzooError
 
 RUN_ID_FILE = "mlflow_run_id.txt"
+RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
+
+# A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 class TrackingUnavailableError(SegzooError):
@@ -44,6 +52,17 @@ def current_bundle_config() -> dict[str, Any] | None:
         if isinstance(owner, ConfigWorkflow):
             return owner.parser.get()
     return None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on an HTTP tracking server that does not answer (MLflow itself would retry for minutes)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return  # it answered: some servers have no /health, which is fine
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectionError(getattr(exc, "reason", exc)) from None
 
 
 def git_commit() -> str:
@@ -134,19 +153,21 @@ class MLflowTracker:
 
     # -- MLflow calls, each guarded -------------------------------------------------------------------
     def _safe(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call MLflow; on the first failure warn once and stop calling it, so a dead server never slows training."""
         import mlflow
 
+        if self._warned:
+            return None
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - tracking must never cost the training
-            if not self._warned:
-                warnings.warn(
-                    f"MLflow at {mlflow.get_tracking_uri()} failed while {what} ({type(exc).__name__}: {exc}); "
-                    f"training continues and checkpoints are still written to {self.output_dir}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._warned = True
+            warnings.warn(
+                f"MLflow at {mlflow.get_tracking_uri()} failed while {what} ({type(exc).__name__}: {exc}); "
+                f"training continues without tracking; checkpoints, history.json and curves are still written to {self.output_dir}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._warned = True
             return None
 
     def start(self, engine: Engine) -> None:
@@ -156,6 +177,7 @@ class MLflowTracker:
             mlflow.set_tracking_uri(self.tracking_uri)
         uri = mlflow.get_tracking_uri()
         try:
+            check_reachable(uri)
             experiment = mlflow.set_experiment(self.experiment)
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingUnavailableError(
@@ -163,6 +185,7 @@ class MLflowTracker:
                 "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
             ) from None
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / RUN_INFO_FILE).write_text(json.dumps({role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str))
         id_file = self.output_dir / RUN_ID_FILE
         resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
         while mlflow.active_run() is not None and mlflow.active_run().info.run_id != self.parent_run_id:

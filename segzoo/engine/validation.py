@@ -90,3 +90,11 @@ def check_components(components: dict[str, tuple[str, str | list[str] | None]]) 
                 segzoo.get(kind, name)
             except SegzooError as err:
                 raise ConfigError(f"config key '{key}' = {name!r}: {err}") from None
+
+
+def check_params(key: str, kind: str, name: str, preset: str | None = None, **params: Any) -> None:
+    """Validate a component's parameters up front, so a wrong type names the config key that holds it."""
+    try:
+        segzoo.get(kind, name).validate(preset, **params)
+    except SegzooError as err:
+        raise ConfigError(f"config key '{key}': {err}") from None

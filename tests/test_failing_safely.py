@@ -1,0 +1,148 @@
+"""Bad input or a crash never costs a user their data or their run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import segzoo
+from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, load_checkpoint
+from tests.conftest import BUNDLES, TINY, run_bundle
+
+TRAIN = str(BUNDLES / "pyconvunet" / "configs" / "train.json")
+SMALL_NET = ["--arch", "unet", "--arch_params", "{'base_channels': 4}"]
+
+
+def _epochs_done(path: Path) -> int:
+    state = torch.load(path, weights_only=True)["trainer"]
+    return state["iteration"] // state["epoch_length"]
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_sigkill_mid_epoch_then_resume_continues_the_same_mlflow_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--epochs", "4", *SMALL_NET,
+            "--synthetic#num_images", "40", "--synthetic#size", "64", "--patch_size", "[64,64]", "--batch_size", "2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(tmp_path.glob("runs/pyconvunet/*/last.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
+    killed_at = _epochs_done(run_dir / "last.pt")
+    assert 1 <= killed_at < 4
+
+    run_bundle(["run", "training", "--config_file", TRAIN, "--resume", "true", "--epochs", "4", *SMALL_NET,
+                "--synthetic#num_images", "40", "--synthetic#size", "64", "--patch_size", "[64,64]", "--batch_size", "2"],
+               cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert _epochs_done(run_dir / "last.pt") == 4
+    client = _client(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
+    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "val_miou")}) == [1, 2, 3, 4]
+    assert run.info.status == "FINISHED"
+
+
+def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--resume", "true"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "no interrupted run to resume" in proc.stderr
+
+
+def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    from monai.engines import SupervisedTrainer
+
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    data = [{"image": torch.randn(1, 1, 8, 8), "label": torch.rand(1, 1, 8, 8)} for _ in range(3)]
+
+    def loss_that_breaks(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        loss = torch.nn.functional.mse_loss(pred, label)
+        return loss * float("nan") if trainer.state.epoch == 2 and trainer.state.iteration == 5 else loss
+
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=3, train_data_loader=data, network=network, optimizer=optimizer,
+                                loss_function=loss_that_breaks, train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer),
+                                                                               StopOnNonFiniteLoss(str(tmp_path))])
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, iteration 2 .*last.pt"):
+        trainer.run()
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert _epochs_done(tmp_path / "last.pt") == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_an_empty_dataset_folder_stops_before_training_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "data" / "train" / "images").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--dataset_dir",
+                           str(tmp_path / "data")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'data' / 'train' / 'images'} holds no images" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_wrong_parameter_type_names_the_config_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--arch", "unet",
+                           "--arch_params", "{'base_channels': 'wide'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "config key 'arch_params': invalid parameters for architecture 'unet'" in proc.stderr
+    assert "'base_channels': got 'wide'" in proc.stderr
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_naming_both(tmp_path: Path) -> None:
+    unet = segzoo.create_model("unet", base_channels=4, in_channels=1)
+    torch.save(unet.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "components.json").write_text(json.dumps({"architecture": {"name": "unet", "preset": None, "out_channels": 1}}))
+    other = segzoo.create_model("unet", base_channels=4, in_channels=1, out_channels=3)
+    with pytest.raises(segzoo.SegzooError, match=r"trained as unet \(preset None, out_channels 1\) .* asked for, unet \(out_channels 3\)"):
+        load_checkpoint(other, tmp_path / "model.pt", expected={"name": "unet", "out_channels": 3})
+    assert load_checkpoint(segzoo.create_model("unet", base_channels=4, in_channels=1), tmp_path / "model.pt") is not None
+
+
+def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY, *SMALL_NET],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert proc.returncode != 0
+    assert "cannot reach the MLflow tracking store at http://127.0.0.1:9" in proc.stderr
+    assert not list(tmp_path.glob("runs/pyconvunet/*/*.pt"))
+
+
+def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                              tracking_uri: str) -> None:
+    import mlflow
+    from monai.bundle import run
+
+    calls = {"n": 0}
+    real_log_metrics = mlflow.log_metrics
+
+    def flaky_log_metrics(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise ConnectionError("server went away")
+        return real_log_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_metrics", flaky_log_metrics)
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run("training", config_file=TRAIN, epochs=3, arch="unet", arch_params={"base_channels": 4},
+            synthetic={"name": "synthetic_cells", "num_images": 6, "size": 64, "seed": 0}, patch_size=[64, 64], batch_size=2)
+    assert any("server went away" in str(w.message) and "training continues" in str(w.message) for w in caught)
+    (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
+    assert _epochs_done(run_dir / "last.pt") == 3
+    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou"]) == 3
