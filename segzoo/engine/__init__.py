@@ -7,7 +7,15 @@ nothing here knows a paper.
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
 from segzoo.engine.predict import panel, predict, probabilities
-from segzoo.engine.runs import inference_items, latest_checkpoint, load_checkpoint, load_items, run_name, shared_run_name
+from segzoo.engine.runs import (
+    inference_items,
+    latest_checkpoint,
+    load_checkpoint,
+    load_items,
+    prepare_network,
+    run_name,
+    shared_run_name,
+)
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
 
@@ -31,6 +39,7 @@ __all__ = [
     "load_items",
     "panel",
     "predict",
+    "prepare_network",
     "probabilities",
     "run_name",
     "shared_run_name",

@@ -94,3 +94,14 @@ def shared_run_name(prefix: str) -> str:
     if dist.is_available() and dist.is_initialized():
         dist.broadcast_object_list(name, src=0)
     return name[0]
+
+
+def prepare_network(network: torch.nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False) -> torch.nn.Module:  # noqa: A002 - torch's word
+    """Move the network to ``device`` with the bundle's speed options.
+
+    ``channels_last`` stores weights (and so activations) as NHWC, which oneDNN runs grouped
+    convolutions (PyConv) much faster with on CPU; ``compile`` wraps it in ``torch.compile``.
+    Checkpoints are unaffected: state dicts hold the same tensors either way.
+    """
+    network = network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
+    return torch.compile(network) if compile else network
