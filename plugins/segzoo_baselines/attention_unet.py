@@ -9,7 +9,6 @@ The paper's network max-pools, and up-samples by nearest-neighbour interpolation
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Pool
@@ -18,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import ConvNormAct, DoubleConv, check_input_size, output_activation, plain_conv
+from segzoo.nn import ConvNormAct, DoubleConv, EncoderDecoderParams, check_input_size, output_activation, plain_conv
 from segzoo.nn.blocks import FinalActivation
 
 CITATION = (
@@ -75,15 +74,8 @@ class AttentionUNet(nn.Module):
         return self.activation(self.head(x))
 
 
-class AttentionUNetParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
+class AttentionUNetParams(EncoderDecoderParams):
     base_channels: int = Field(64, ge=2, description="features at full resolution; doubled after each pooling")
-    depth: int = Field(4, ge=1, le=6, description="number of poolings")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
 
 
 @segzoo.component(

@@ -9,16 +9,14 @@ and pool3 features before their BN. MONAI has no VGG, so the encoder is written 
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Norm, Pool
-from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import check_input_size, output_activation
+from segzoo.nn import ArchitectureParams, check_input_size, output_activation
 from segzoo.nn.blocks import FinalActivation
 
 CITATION = (
@@ -84,13 +82,8 @@ class FCN8s(nn.Module):
         return self.activation(self.head(x))
 
 
-class FCN8sParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
+class FCN8sParams(ArchitectureParams):
+    """FCN-8s has no width parameter: the VGG-16 widths are fixed."""
 
 
 @segzoo.component(

@@ -8,17 +8,15 @@ addition, not concatenation, which keeps the decoder and head light (0.37 M of t
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from monai.networks.nets import ResNet
-from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import check_input_size, output_activation
+from segzoo.nn import ArchitectureParams, check_input_size, output_activation
 from segzoo.nn.blocks import FinalActivation
 
 CITATION = (
@@ -110,13 +108,8 @@ class ResNet34UNet(nn.Module):
         return self.activation(self.head(x))
 
 
-class ResNet34UNetParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
+class ResNet34UNetParams(ArchitectureParams):
+    """ResNet-34 fixes the encoder widths; the decoder follows them."""
 
 
 @segzoo.component(

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
 
-from pydantic import Field
 
 import segzoo
-from segzoo.nn import DoubleConv, UNetSkeleton, plain_conv
+from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton, plain_conv
 
 CITATION = "Ronneberger O, Fischer P, Brox T. U-Net: convolutional networks for biomedical image segmentation. MICCAI 2015"
 
 
-class UNetParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
-    base_channels: int = Field(32, gt=0, description="features at full resolution; doubled after each pooling")
-    depth: int = Field(4, ge=1, le=6, description="number of poolings")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
+class UNetParams(EncoderDecoderParams):
+    """The U-Net needs nothing beyond width and depth."""
 
 
 @segzoo.component(

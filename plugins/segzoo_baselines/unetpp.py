@@ -7,7 +7,6 @@ the paper's 138.63. The paper's UNet++ concatenates the bilinearly up-sampled fe
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Pool
@@ -15,7 +14,7 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import DoubleConv, check_input_size, output_activation, plain_conv
+from segzoo.nn import DoubleConv, EncoderDecoderParams, check_input_size, output_activation, plain_conv
 from segzoo.nn.blocks import FinalActivation
 
 CITATION = (
@@ -86,17 +85,9 @@ class UNetPlusPlus(nn.Module):
         return self.activation(torch.stack(logits).mean(dim=0))
 
 
-class UNetPlusPlusParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
-    base_channels: int = Field(32, gt=0, description="features at full resolution; doubled after each pooling")
-    depth: int = Field(4, ge=1, le=6, description="number of poolings")
+class UNetPlusPlusParams(EncoderDecoderParams):
     deep_supervision: bool = Field(
         False, description="a head on every top node: a list of outputs in training, their mean in eval"
-    )
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
     )
 
 

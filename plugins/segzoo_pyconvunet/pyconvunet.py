@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import segzoo
-from segzoo.nn import DoubleConv, UNetSkeleton
+from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton
 from segzoo_pyconvunet.pyconv import PyConv
 
 CITATION = "Li C, Fan Y, Cai X. PyConvU-Net: a lightweight and multiscale network for biomedical image segmentation. BMC Bioinformatics 22, 14 (2021)"
@@ -23,18 +22,10 @@ class Pyramid(BaseModel):
     shares: list[float] | None = Field(None, description="share of the output channels of each level (equal if unset)")
 
 
-class PyConvUNetParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
-    base_channels: int = Field(32, gt=0, description="features at full resolution; doubled after each pooling")
-    depth: int = Field(4, ge=1, le=6, description="number of poolings")
+class PyConvUNetParams(EncoderDecoderParams):
     pyramids: list[Pyramid] = Field(
         default_factory=lambda: [Pyramid()],
         description="one pyramid for every level, or one per level (depth + 1), shallowest first; decoder stages reuse their level's",
-    )
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
     )
 
     @model_validator(mode="after")
