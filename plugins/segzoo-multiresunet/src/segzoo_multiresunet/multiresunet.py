@@ -8,7 +8,6 @@ to narrow the semantic gap between encoder and decoder features.
 
 from __future__ import annotations
 
-from typing import Literal
 
 import torch
 from monai.networks.blocks import Convolution
@@ -17,7 +16,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import segzoo
-from segzoo.nn import check_input_size, output_activation
+from segzoo.nn import EncoderDecoderParams, check_input_size, output_activation
 from segzoo.nn.blocks import FinalActivation
 
 CITATION = (
@@ -144,16 +143,10 @@ class MultiResUNet(nn.Module):
         return self.activation(self.head(x))
 
 
-class MultiResUNetParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
-    out_channels: int = Field(1, gt=0, description="output channels: 1 for binary masks, k+1 for k classes")
+class MultiResUNetParams(EncoderDecoderParams):
     base_channels: int = Field(32, gt=0, description="filters U at full resolution; doubled after each pooling")
     depth: int = Field(4, ge=1, le=6, description="number of poolings; the ResPaths have lengths depth, ..., 1")
     alpha: float = Field(1.67, gt=0, description="MultiRes block width W = alpha * U (the paper's alpha, tuned to match U-Net's size)")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
 
     @model_validator(mode="after")
     def _every_scale_has_a_channel(self) -> "MultiResUNetParams":
