@@ -167,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=".", help="folder to create segzoo-NAME in (default: the current one)")
     p.add_argument("--kind", default="architecture", choices=SCAFFOLD_KINDS)
     p.set_defaults(func=cmd_new_plugin)
+
+    # commands that run bundles live in their own modules
+    from segzoo import compare, tune
+
+    compare.register(sub)
+    tune.register(sub)
     return parser
 
 
