@@ -21,16 +21,20 @@ import json
 import os
 import re
 import statistics
-import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import segzoo
 from segzoo.registry import SegzooError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+    from monai.bundle import ConfigParser, ConfigWorkflow
 
 STATE_FILE = "compare_state.json"
 METRICS = ("miou", "dice", "foreground_iou")
@@ -58,7 +62,8 @@ class Comparison:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return json.loads(json.dumps({"bundle": str(self.bundle.resolve()), "overrides": self.overrides, "weights": self.weights}))
+        settings = {"bundle": str(self.bundle.resolve()), "overrides": self.overrides, "weights": self.weights}
+        return json.loads(json.dumps(settings))  # as read back from the state file (tuples become lists)
 
     def config(self, name: str) -> Path:
         return self.bundle / "configs" / f"{name}.json"
@@ -67,8 +72,8 @@ class Comparison:
 # -- command line ----------------------------------------------------------------------------------
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``compare`` to the ``segzoo`` command's subparsers."""
-    p = subparsers.add_parser("compare", help="train several architectures with one bundle under identical settings and tabulate them")
-    p.add_argument("--bundle", required=True, type=Path, help="bundle folder holding configs/train.json and configs/evaluate.json")
+    p = subparsers.add_parser("compare", help="train architectures with one bundle under identical settings and tabulate them")
+    p.add_argument("--bundle", required=True, type=Path, help="bundle folder with configs/train.json and configs/evaluate.json")
     p.add_argument("--archs", required=True, help="comma-separated registered architectures, e.g. unet,pyconvunet")
     p.add_argument("--dataset_dir", help="folder of image/mask pairs (default: the bundle's synthetic data)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the bundle's)")
@@ -103,7 +108,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 def cmd_compare(args: argparse.Namespace) -> int:
     overrides = dict(parse_override(o) for o in args.override)
     overrides.update({k: v for k, v in (("dataset_dir", args.dataset_dir), ("epochs", args.epochs)) if v is not None})
-    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    archs = list(dict.fromkeys(a.strip() for a in args.archs.split(",") if a.strip()))
     for arch in archs:
         segzoo.get("architecture", arch)  # an unknown name fails now, naming the close ones, not after hours of training
     comparison = Comparison(args.bundle, archs, overrides, args.output, args.weights, args.tracking_uri, args.paper_dataset,
@@ -114,15 +119,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``segzoo compare ARGV...`` on its own (what ``segzoo.cli`` runs once it registers the subcommand)."""
-    parser = argparse.ArgumentParser(prog="segzoo")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["compare", *argv])
-    try:
-        return args.func(args)
-    except SegzooError as err:
-        print(f"segzoo: error: {err}", file=sys.stderr)
-        return 2
+    """``segzoo compare ARGV...`` from Python (tests, scripts), with the ``segzoo`` command's parsing and error reporting."""
+    from segzoo.cli import main as segzoo_main
+
+    return segzoo_main(["compare", *argv])
 
 
 # -- the comparison --------------------------------------------------------------------------------
@@ -162,19 +162,19 @@ def run(comparison: Comparison) -> Path:
     return paths[0]
 
 
-def _parser(config: Path, overrides: dict[str, Any]):
+def _parser(config: Path, overrides: dict[str, Any]) -> ConfigParser:
     """The bundle config with the comparison's overrides, unresolved (for reading defaults)."""
     from monai.bundle import ConfigParser
 
     if not config.is_file():
-        raise SegzooError(f"{config} not found: --bundle must be a bundle folder holding configs/train.json and configs/evaluate.json")
+        raise SegzooError(f"{config} not found: --bundle must be a bundle folder with configs/train.json and evaluate.json")
     parser = ConfigParser()
     parser.read_config(str(config))
     parser.update(overrides)
     return parser
 
 
-def _workflow(config: Path, overrides: dict[str, Any]):
+def _workflow(config: Path, overrides: dict[str, Any]) -> ConfigWorkflow:
     """A MONAI ``ConfigWorkflow`` of ``config`` with ``overrides``, run in this process (no 8 s of imports per model)."""
     from monai.bundle import ConfigWorkflow
 
@@ -191,8 +191,8 @@ def _load_state(comparison: Comparison) -> dict[str, Any]:
     if state["settings"] != comparison.settings:
         differ = [k for k in comparison.settings if state["settings"].get(k) != comparison.settings[k]]
         raise SegzooError(
-            f"{comparison.output} holds a comparison with other {', '.join(differ)} ({state['settings']}); its models would not be "
-            "comparable with these. Rerun with the same options to resume it, or pass another --output."
+            f"{comparison.output} holds a comparison with other {', '.join(differ)} ({state['settings']}); "
+            "its models would not be comparable with these. Rerun with the same options to resume it, or pass another --output."
         )
     return state
 
@@ -206,7 +206,7 @@ def _save_state(comparison: Comparison) -> None:
     os.replace(tmp, path)
 
 
-def _start_parent(client: Any, comparison: Comparison, experiment: str, name: str) -> str:
+def _start_parent(client: MlflowClient, comparison: Comparison, experiment: str, name: str) -> str:
     from mlflow.entities import Param
 
     from segzoo.engine.tracking import TrackingUnavailableError, flatten
@@ -217,12 +217,14 @@ def _start_parent(client: Any, comparison: Comparison, experiment: str, name: st
         run_id = client.create_run(experiment_id, run_name=name).info.run_id
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise TrackingUnavailableError(
-            f"cannot reach the MLflow tracking store at {comparison.tracking_uri} ({type(exc).__name__}: {exc}); nothing was trained."
+            f"cannot reach the MLflow tracking store at {comparison.tracking_uri} ({type(exc).__name__}: {exc}); "
+            "nothing was trained."
         ) from None
     comparison.state["parent_run_id"] = run_id
     _save_state(comparison)
     params = {"archs": ",".join(comparison.archs), **flatten(comparison.settings)}
-    client.log_batch(run_id, params=[Param(key.replace("#", "."), value) for key, value in params.items()])  # MLflow keys have no '#'
+    # MLflow keys cannot hold '#', the bundle's nesting separator
+    client.log_batch(run_id, params=[Param(key.replace("#", "."), value) for key, value in params.items()])
     return run_id
 
 
@@ -253,7 +255,7 @@ def _all_epochs_done(last: Path) -> bool:
     return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
 
 
-def _evaluation(comparison: Comparison, arch: str, entry: dict[str, Any]):
+def _evaluation(comparison: Comparison, arch: str, entry: dict[str, Any]) -> ConfigWorkflow:
     """The bundle's evaluate.json for ``arch``'s weights, with the comparison's overrides that it knows."""
     from segzoo.engine.checkpoints import LAST
 
@@ -265,7 +267,7 @@ def _evaluation(comparison: Comparison, arch: str, entry: dict[str, Any]):
                               "tracking_uri": comparison.tracking_uri, "parent_run_id": entry["run_id"]})
 
 
-def _evaluate(comparison: Comparison, arch: str, entry: dict[str, Any], client: Any) -> dict[str, Any]:
+def _evaluate(comparison: Comparison, arch: str, entry: dict[str, Any], client: MlflowClient) -> dict[str, Any]:
     """Held-out metrics and complexity, kept in the state and logged to the architecture's child run."""
     from segzoo.complexity import measure
 
@@ -276,43 +278,45 @@ def _evaluate(comparison: Comparison, arch: str, entry: dict[str, Any], client: 
     network = workflow.parser.get_parsed_content("network").cpu()
     size = tuple(workflow.parser.get_parsed_content("patch_size"))
     counts = measure(network, workflow.parser.get_parsed_content("in_channels"), size)
-    for name, value in {**{f"heldout_{k}": v for k, v in metrics.items()}, "params_m": counts.params_m, "gmac": counts.gmac}.items():
+    logged = {**{f"heldout_{k}": v for k, v in metrics.items()}, "params_m": counts.params_m, "gmac": counts.gmac}
+    for name, value in logged.items():
         client.log_metric(entry["run_id"], name, value)
     print(f"{arch}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return {"metrics": metrics, "params_m": counts.params_m, "gmac": counts.gmac}
 
 
 # -- the report ------------------------------------------------------------------------------------
-def _report(comparison: Comparison, defaults: Any) -> list[Path]:
-    """comparison.md, comparison.csv, curves.png and predictions.png in the output folder; timings measured now for all."""
+def _report(comparison: Comparison, defaults: ConfigParser) -> list[Path]:
+    """comparison.md, comparison.csv, curves.png and predictions.png in the output folder, with the timings of all
+    architectures measured now, one after the other, so they share the machine's conditions."""
+    from segzoo.engine.plots import plt
     from segzoo.engine.predict import panel
 
-    archs = comparison.archs
-    evaluations = {arch: _evaluation(comparison, arch, comparison.state["archs"][arch]).parser for arch in archs}
+    archs, out = comparison.archs, comparison.output
+    entries = {arch: comparison.state["archs"][arch] for arch in archs}
+    evaluations = {arch: _evaluation(comparison, arch, entry).parser for arch, entry in entries.items()}
     first = evaluations[archs[0]]
     inferer, items = first.get_parsed_content("inferer"), first.get_parsed_content("dataset#data")
-    models = {arch: parser.get_parsed_content("network").cpu().eval() for arch, parser in evaluations.items()}
-    cpu_ms = {arch: ms_per_image(net, inferer, items[0]["image"], "cpu", comparison.repeats) for arch, net in models.items()}
-    gpu_ms = ({arch: ms_per_image(net, inferer, items[0]["image"], "cuda", comparison.repeats) for arch, net in models.items()}
-              if torch.cuda.is_available() else {})
+    models = {arch: parser.get_parsed_content("network").cpu() for arch, parser in evaluations.items()}
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    ms = {(arch, device): ms_per_image(net, inferer, items[0]["image"], device, comparison.repeats)
+          for device in devices for arch, net in models.items()}
     for net in models.values():
         net.cpu()
-    dataset = comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs,
-                                                              defaults.get_parsed_content("preset"))
-    rows = [_row(arch, comparison.state["archs"][arch], defaults.get_parsed_content("preset"), dataset, cpu_ms[arch], gpu_ms.get(arch))
-            for arch in archs]
-    out = comparison.output
+    preset = defaults.get_parsed_content("preset")
+    dataset = comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs, preset)
+    rows = [_row(arch, entries[arch], preset, dataset, ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs]
     context = {
         "in_channels": first.get_parsed_content("in_channels"), "patch_size": first.get_parsed_content("patch_size"),
         "image_size": tuple(torch.as_tensor(items[0]["image"]).shape[1:]), "held_out": len(items), "dataset": dataset,
     }
     _write_csv(rows, out / "comparison.csv")
     (out / "comparison.md").write_text(_markdown(rows, comparison, context))
-    histories = {arch: _history(Path(comparison.state["archs"][arch]["run_dir"])) for arch in archs}
-    paths = [out / "comparison.md", out / "comparison.csv", save_comparison_curves(histories, out / "curves.png")]
+    save_comparison_curves({arch: _history(Path(entry["run_dir"])) for arch, entry in entries.items()}, out / "curves.png")
     figure = panel(models, items[: comparison.panel_images], inferer, "cpu")
     figure.savefig(out / "predictions.png", dpi=100, bbox_inches="tight")
-    return [*paths, out / "predictions.png"]
+    plt.close(figure)
+    return [out / name for name in ("comparison.md", "comparison.csv", "curves.png", "predictions.png")]
 
 
 @torch.no_grad()
@@ -341,7 +345,8 @@ def guess_paper_dataset(dataset_dir: str | None, archs: Sequence[str], preset: s
     if not dataset_dir:
         return None
     name = re.sub(r"[^a-z0-9]", "", Path(dataset_dir).resolve().name.lower())
-    keys = {key.rsplit(".", 1)[0] for arch in archs for key in segzoo.get("architecture", arch).reported.get(preset, {}) if "." in key}
+    reported = [segzoo.get("architecture", arch).reported.get(preset, {}) for arch in archs]
+    keys = {key.rsplit(".", 1)[0] for figures in reported for key in figures if "." in key}
     for key in sorted(keys):
         plain = re.sub(r"[^a-z0-9]", "", key.lower())
         stem = re.match(r"[a-z]*", plain).group(0)
@@ -350,7 +355,8 @@ def guess_paper_dataset(dataset_dir: str | None, archs: Sequence[str], preset: s
     return None
 
 
-def _row(arch: str, entry: dict[str, Any], preset: str, dataset: str | None, cpu_ms: float, gpu_ms: float | None) -> dict[str, Any]:
+def _row(arch: str, entry: dict[str, Any], preset: str, dataset: str | None, cpu_ms: float, gpu_ms: float | None
+         ) -> dict[str, Any]:
     reported = segzoo.get("architecture", arch).reported.get(preset, {})
     paper = {m: reported.get(f"{dataset}.{m}") if dataset else None for m in ("miou", "dice")}
     return {
@@ -385,21 +391,25 @@ def _markdown(rows: list[dict[str, Any]], comparison: Comparison, context: dict[
                if comparison.weights == "last" else
                "the checkpoint with the best validation key metric (`model.pt`), selected on this same split, so optimistic")
     digits = {"params_m": 2, "paper_params_m": 2, "gmac": 3, "paper_gmac": 2, "cpu_ms": 1, "gpu_ms": 1}
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no CUDA here, so no GPU time"
+    paper = (f"the figures each architecture's plugin reports: Table 2 scores for `{context['dataset']}`, Table 3 counts"
+             if context["dataset"] else "each architecture's published Table 3 counts; no published scores match this data set")
+    notes = [
+        (f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}); only `arch` "
+         "differs, so data, split, augmentation, seed and schedule are identical."),
+        (f"Scores: the bundle's `evaluate.json` on the held-out part of the seeded split ({context['held_out']} images, never "
+         f"trained on), with {weights}. Each metric is computed per image, then averaged over images: MIoU is the mean of "
+         "background and foreground IoU (paper eq. 1-2), Dice and fg IoU are of the foreground."),
+        (f"Params and GMac: the trained network (in_channels={context['in_channels']}), one forward pass of a "
+         f"{context['in_channels']}x{size} patch under the pinned rule of `segzoo/complexity.py`; the paper's are at 3x512x512."),
+        (f"Times: median of {comparison.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "
+         f"evaluation's sliding-window inferer; CPU (torch threads: {torch.get_num_threads()}){gpu}."),
+        f"Paper columns: {paper}.",
+    ]
     lines = [
         f"# Comparison of {len(rows)} architectures with the `{comparison.bundle.name}` bundle",
         "",
-        f"Each architecture ran the bundle's `train.json` with the same overrides ({overrides}); only `arch` differs, so data, "
-        "split, augmentation, seed and schedule are identical.",
-        f"Scores: the bundle's `evaluate.json` on the held-out part of the seeded split (held-out images: {context['held_out']}; "
-        f"never trained on), with {weights}. Each metric is computed per image, then averaged over images: MIoU is the mean of "
-        "background and foreground IoU (paper eq. 1-2), Dice and fg IoU are of the foreground.",
-        f"Params and GMac: the trained network ({context['in_channels']} input channels), one forward pass of a "
-        f"{context['in_channels']}x{size} patch under the pinned rule of `segzoo/complexity.py`. The paper's figures are at 3x512x512.",
-        f"Times: median of {comparison.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "
-        f"evaluation's sliding-window inferer; CPU with {torch.get_num_threads()} threads"
-        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no CUDA here, so no GPU time") + ".",
-        f"Paper columns: Table 2 ({context['dataset']}) and Table 3 from each architecture's `reported` figures"
-        if context["dataset"] else "Paper columns: Table 3 only; the paper published no scores for this data set (`-`).",
+        *(f"- {note}" for note in notes),
         "",
         "| " + " | ".join(headers.values()) + " |",
         "|" + "---|" * len(headers),

@@ -116,8 +116,8 @@ def component(
     """Decorate a class or function as a segzoo component.
 
     ``presets`` name parameter sets (``"paper"``: the published configuration);
-    ``reported`` gives, per preset, the figures its paper published (``params_m``, ``gmac``)
-    so ``segzoo table3`` can print ours beside them.
+    ``reported`` gives, per preset, the figures its paper published (``params_m``, ``gmac``, and
+    scores as ``"<dataset>.<metric>"``) so ``segzoo table3`` and ``segzoo compare`` can print ours beside them.
 
     The decorated object is returned unchanged, with its :class:`Component`
     spec attached as ``__segzoo_component__`` so a plugin's hook can return it.

@@ -85,7 +85,16 @@ class AttentionUNetParams(EncoderDecoderParams):
     summary="Attention U-Net: U-Net with additive attention gates on the skips, up-sampling + 3x3 conv",
     citation=CITATION,
     presets={"paper": {"base_channels": 64, "depth": 4}},
-    reported={"paper": {"params_m": 34.88, "gmac": 266.54}},
+    reported={
+        "paper": {
+            "params_m": 34.88,
+            "gmac": 266.54,
+            # Table 2 (MIoU, Dice)
+            "kaggle_lung.miou": 0.7723, "kaggle_lung.dice": 0.8278,
+            "liver.miou": 0.6989, "liver.dice": 0.8083,
+            "isbi2012.miou": 0.8269, "isbi2012.dice": 0.8945,
+        }
+    },
 )
 def attention_unet(
     in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: FinalActivation

@@ -93,7 +93,16 @@ class FCN8sParams(ArchitectureParams):
     summary="FCN-8s: VGG-16 convolutions, learned x2 up-sampling fused with pool4 and pool3",
     citation=CITATION,
     presets={"paper": {}},
-    reported={"paper": {"params_m": 18.64, "gmac": 85.86}},
+    reported={
+        "paper": {
+            "params_m": 18.64,
+            "gmac": 85.86,
+            # Table 2 (MIoU, Dice)
+            "kaggle_lung.miou": 0.9545, "kaggle_lung.dice": 0.9752,
+            "liver.miou": 0.5139, "liver.dice": 0.6447,
+            "isbi2012.miou": 0.8345, "isbi2012.dice": 0.9005,
+        }
+    },
 )
 def fcn8s(in_channels: int, out_channels: int, spatial_dims: int, final_activation: FinalActivation) -> FCN8s:
     return FCN8s(in_channels, out_channels, spatial_dims, final_activation)

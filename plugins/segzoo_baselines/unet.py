@@ -21,7 +21,16 @@ class UNetParams(EncoderDecoderParams):
     summary="U-Net: double 3x3 conv + BN + ReLU per stage, 4 poolings, transposed-conv up-sampling",
     citation=CITATION,
     presets={"paper": {"base_channels": 32, "depth": 4}},
-    reported={"paper": {"params_m": 7.77, "gmac": 48.57}},
+    reported={
+        "paper": {
+            "params_m": 7.77,
+            "gmac": 48.57,
+            # Table 2 (MIoU, Dice)
+            "kaggle_lung.miou": 0.7279, "kaggle_lung.dice": 0.7834,
+            "liver.miou": 0.6207, "liver.dice": 0.7386,
+            "isbi2012.miou": 0.7742, "isbi2012.dice": 0.8639,
+        }
+    },
 )
 def unet(in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str) -> UNetSkeleton:
     conv = plain_conv(3, bias=True, spatial_dims=spatial_dims)

@@ -1,0 +1,151 @@
+"""``segzoo compare``: two architectures, one epoch on tiny synthetic data; tables, MLflow parent and children, resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from segzoo import compare
+from segzoo.registry import Component, Params, SegzooError
+from tests.conftest import BUNDLES
+
+ARGS = [
+    "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,pyconvunet", "--epochs", "1",
+    "--repeats", "1", "--panel_images", "2",
+    "--override", "synthetic#num_images=6", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",
+    "--override", "batch_size=2", "--override", "arch_params={'base_channels': 8}",
+]
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs(uri: str) -> list:
+    mlflow = client(uri)
+    return mlflow.search_runs([mlflow.get_experiment_by_name("pyconvunet").experiment_id])
+
+
+def children(uri: str, parent_id: str) -> list:
+    return [r for r in runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated() -> None:
+    """One intra-op thread (two on two shared cores run these tiny networks ten times slower), and afterwards the
+    MLflow URI of the other tests back (the in-process trainings set it, environment variable included)."""
+    import mlflow
+
+    threads, uri = torch.get_num_threads(), os.environ["MLFLOW_TRACKING_URI"]
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    mlflow.set_tracking_uri(uri)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("compare")
+    out, uri = root / "cmp", f"sqlite:///{root}/mlflow.db"
+    args = [*ARGS, "--output", str(out), "--tracking_uri", uri]
+    assert compare.main(args) == 0
+    return {"out": out, "uri": uri, "args": args, "state": json.loads((out / compare.STATE_FILE).read_text())}
+
+
+def test_tables_list_every_architecture_with_scores_counts_and_times(compared: dict) -> None:
+    rows = list(csv.DictReader((compared["out"] / "comparison.csv").read_text().splitlines()))
+    assert [r["architecture"] for r in rows] == ["unet", "pyconvunet"]
+    for row in rows:
+        assert 0 <= float(row["miou"]) <= 1 and 0 <= float(row["dice"]) <= 1 and 0 <= float(row["foreground_iou"]) <= 1
+        assert float(row["params_m"]) > 0 and float(row["gmac"]) > 0 and float(row["cpu_ms"]) > 0
+        assert row["paper_miou"] == ""  # synthetic data: the paper has no scores for it
+    assert float(rows[0]["paper_params_m"]) == 7.77  # unet's published Table 3 figure, from its plugin
+    table = (compared["out"] / "comparison.md").read_text()
+    assert "| unet |" in table and "| pyconvunet |" in table and "GMac @1x64x64" in table
+    assert "per image, then averaged" in table and "last epoch's weights" in table
+
+
+def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(compared: dict) -> None:
+    parent_id = compared["state"]["parent_run_id"]
+    mlflow = client(compared["uri"])
+    parent = mlflow.get_run(parent_id)
+    assert parent.info.run_name.startswith("compare-") and parent.info.status == "FINISHED"
+    kids = children(compared["uri"], parent_id)
+    assert sorted(r.data.params["architecture"] for r in kids) == ["pyconvunet", "unet"]
+    for kid in kids:
+        assert kid.info.status == "FINISHED"
+        assert {"heldout_miou", "heldout_dice", "params_m", "gmac", "train_loss", "val_miou"} <= set(kid.data.metrics)
+        assert kid.data.params["config.epochs"] == "1" and kid.data.params["config.arch_params.base_channels"] == "8"
+    artifacts = {a.path for a in mlflow.list_artifacts(parent_id)}
+    assert {"comparison.md", "comparison.csv", "curves.png", "predictions.png"} <= artifacts
+
+
+def test_rerun_skips_finished_architectures(compared: dict) -> None:
+    before = {r.info.run_id for r in runs(compared["uri"])}
+    assert compare.main(compared["args"]) == 0
+    assert {r.info.run_id for r in runs(compared["uri"])} == before  # no training, no evaluation, same parent
+    state = json.loads((compared["out"] / compare.STATE_FILE).read_text())
+    assert state["archs"] == compared["state"]["archs"]
+
+
+def test_interrupted_comparison_trains_only_what_is_missing(compared: dict) -> None:
+    state_path = compared["out"] / compare.STATE_FILE
+    state = json.loads(state_path.read_text())
+    lost = state["archs"].pop("pyconvunet")  # as if stopped while pyconvunet was training
+    shutil.rmtree(lost["run_dir"])
+    state_path.write_text(json.dumps(state))
+    assert compare.main(compared["args"]) == 0
+    kids = children(compared["uri"], state["parent_run_id"])
+    names = sorted(r.data.params["architecture"] for r in kids)
+    assert names == ["pyconvunet", "pyconvunet", "unet"]  # the lost run stays in MLflow; unet was not retrained
+    assert json.loads(state_path.read_text())["archs"]["unet"] == state["archs"]["unet"]
+
+
+def test_other_settings_in_the_same_output_are_refused(compared: dict, capsys: pytest.CaptureFixture) -> None:
+    args = [a if a != "1" else "2" for a in compared["args"]]  # --epochs 2 (and --repeats 2)
+    assert compare.main(args) == 2
+    assert "other overrides" in capsys.readouterr().err
+
+
+def test_paper_dataset_is_guessed_from_the_folder_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported = {"paper": {"params_m": 1.0, "isbi2012.miou": 0.77, "kaggle_lung.dice": 0.9}}
+    fake = Component("architecture", "fake", object, Params, "", reported=reported)
+    monkeypatch.setattr(compare.segzoo, "get", lambda kind, name: fake)
+    assert compare.guess_paper_dataset("/data/ISBI-2012", ["fake"], "paper") == "isbi2012"
+    assert compare.guess_paper_dataset("/data/isbi", ["fake"], "paper") == "isbi2012"
+    assert compare.guess_paper_dataset("/data/KaggleLung", ["fake"], "paper") == "kaggle_lung"
+    assert compare.guess_paper_dataset("/data/liver", ["fake"], "paper") is None
+    assert compare.guess_paper_dataset(None, ["fake"], "paper") is None
+
+
+def test_override_values_are_python_literals() -> None:
+    assert compare.parse_override("patch_size=[64,64]") == ("patch_size", [64, 64])
+    assert compare.parse_override("amp=true") == ("amp", True)
+    assert compare.parse_override("dataset_dir=/data/isbi2012") == ("dataset_dir", "/data/isbi2012")
+    with pytest.raises(SegzooError, match="KEY=VALUE"):
+        compare.parse_override("epochs")
+
+
+def test_training_finished_but_unrecorded_is_not_repeated(compared: dict) -> None:
+    state_path = compared["out"] / compare.STATE_FILE
+    state = json.loads(state_path.read_text())
+    unrecorded = state["archs"].pop("unet")  # as if stopped between the end of unet's training and its evaluation
+    state_path.write_text(json.dumps(state))
+    before = children(compared["uri"], state["parent_run_id"])
+    assert compare.main(compared["args"]) == 0
+    assert len(children(compared["uri"], state["parent_run_id"])) == len(before)
+    assert json.loads(state_path.read_text())["archs"]["unet"]["run_dir"] == unrecorded["run_dir"]
+
+
+def test_an_unknown_architecture_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert compare.main(["--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,unett", "--output", str(tmp_path / "cmp")]) == 2
+    assert "Did you mean: unet" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
