@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,10 @@ class Tuner:
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
-        storage = RDBStorage(self.storage, heartbeat_interval=60, grace_period=180, failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = RDBStorage(self.storage, heartbeat_interval=60, grace_period=180,
+                                 failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
         study = optuna.create_study(study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True)
         # Offset the seed by the trials already made, so a resumed study does not re-propose its first points.
         study.sampler = optuna.samplers.TPESampler(seed=self.seed + len(study.trials))
@@ -174,7 +178,7 @@ class Tuner:
         from segzoo.engine.checkpoints import NonFiniteLossError
 
         params = {d.name: d.suggest(trial) for d in self.space}
-        run_name = f"trial-{trial.number:04d}"
+        run_name = f"{self.study_name}-trial-{trial.number:04d}"  # unique even when studies share an output folder
         run_overrides = {**self.overrides, **params, "runs_dir": str(self.output_dir), "run_name": run_name,
                          "parent_run_id": parent_run_id, "resume": False}
         if self.epochs is not None:
