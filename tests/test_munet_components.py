@@ -36,6 +36,7 @@ def test_the_plugin_registers_every_munet_component() -> None:
     expected = {("architecture", "munet"), ("loss", "focal"), ("loss", "munet")}
     expected |= {("backbone", name) for name in BACKBONE_CHANNELS}
     expected |= {("fusion", name) for name in ("area_weighted", "mean", "max", "single_branch", "ensemble")}
+    expected |= {("dataset", "synthetic_lesions"), ("dataset", "labelled_folder")}
     expected |= {("metric", name) for name in ("sensitivity", "specificity", "accuracy", "auc")}
     assert ours == expected
 

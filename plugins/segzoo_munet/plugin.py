@@ -2,6 +2,7 @@
 
 import segzoo
 from segzoo_munet.backbones import BACKBONES
+from segzoo_munet.data import DATASETS
 from segzoo_munet.fusion import FUSIONS
 from segzoo_munet.losses import LOSSES
 from segzoo_munet.metrics import METRICS
@@ -10,4 +11,4 @@ from segzoo_munet.munet import munet
 
 @segzoo.hookimpl
 def segzoo_components() -> list:
-    return [*BACKBONES, *FUSIONS, *LOSSES, *METRICS, munet]
+    return [*BACKBONES, *DATASETS, *FUSIONS, *LOSSES, *METRICS, munet]

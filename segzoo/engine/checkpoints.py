@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
-from segzoo.engine.runs import unwrap
+from segzoo.engine.runs import as_flag, unwrap
 from segzoo.registry import SegzooError
 
 LAST = "last.pt"
@@ -27,7 +27,7 @@ class NonFiniteLossError(SegzooError, FloatingPointError):
 
 def output_dir(runs_dir: str, run_name: str, resume: bool = False) -> str:
     """A new ``runs_dir/run_name``, or with ``resume`` the newest run under ``runs_dir`` that left a ``last.pt``."""
-    if resume:
+    if as_flag(resume, "resume"):
         found = sorted(Path(runs_dir).glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise SegzooError(f"--resume true: no interrupted run to resume under {runs_dir}/*/{LAST}; start a new training without --resume")
@@ -42,7 +42,7 @@ class LastCheckpoint:
         self.path = Path(output_dir) / LAST
         self.network = network
         self.optimizer = optimizer
-        self.resume = resume
+        self.resume = as_flag(resume, "resume")
 
     def attach(self, engine: Engine) -> None:
         if self.resume and self.path.exists():

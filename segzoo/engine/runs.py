@@ -14,6 +14,18 @@ import segzoo
 from segzoo.registry import SegzooError
 
 
+def as_flag(value: bool | str | int, key: str = "flag") -> bool:
+    """A config switch given as a bool or as text from the command line (``--resume false`` arrives as the string "false")."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off", "none", "null", ""):
+            return False
+        raise SegzooError(f"--{key} expects true or false, got {value!r}")
+    return bool(value)
+
+
 def run_name(prefix: str) -> str:
     """``<prefix>-YYYYmmdd-HHMMSS``: unique per run, sortable, readable in the MLflow UI."""
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -103,5 +115,5 @@ def prepare_network(network: torch.nn.Module, device: torch.device | str, channe
     convolutions (PyConv) much faster with on CPU; ``compile`` wraps it in ``torch.compile``.
     Checkpoints are unaffected: state dicts hold the same tensors either way.
     """
-    network = network.to(device, memory_format=torch.channels_last) if channels_last else network.to(device)
-    return torch.compile(network) if compile else network
+    network = network.to(device, memory_format=torch.channels_last) if as_flag(channels_last, "channels_last") else network.to(device)
+    return torch.compile(network) if as_flag(compile, "compile") else network

@@ -25,6 +25,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
+from segzoo.engine.runs import as_flag
 from segzoo.registry import SegzooError
 
 RUN_ID_FILE = "mlflow_run_id.txt"
@@ -133,7 +134,7 @@ class MLflowTracker:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
-        self.resume = resume
+        self.resume = as_flag(resume, "resume")
         self.config = current_bundle_config()
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
