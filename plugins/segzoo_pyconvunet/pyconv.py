@@ -4,13 +4,33 @@ A PyConv has ``n`` levels; level ``z`` convolves the whole input with a
 ``K_z x K_z`` kernel in ``G_z`` groups and produces its share of the output
 channels. Larger kernels use more groups, so parameters and MACs stay close
 to a single ``K_1 x K_1`` convolution (the paper's eq. 5-8).
+
+Few MACs are not little time: oneDNN, PyTorch's CPU convolution backend, is
+slow for groups of a handful of channels, and slower still in the default
+NCHW memory format. The block therefore has several implementations that
+compute the same function from the same weights (``docs/performance.md``):
+
+* ``grouped``: one grouped convolution per level, then concatenation; the reference.
+* ``channels_last``: the same convolutions in channels-last (NHWC) memory format.
+* ``merged``: channels-last, and runs of adjacent levels whose groups are narrow merged into one
+  grouped convolution with zero-padded kernels and block-diagonal weights, wherever a SIMD-lane
+  cost model (:func:`merge_plan`) says that is cheaper than one convolution per level.
+* ``auto``: ``merged`` on CPU, ``grouped`` elsewhere (the GPU paths are not tuned).
+
+Every implementation keeps the checkpoint format: the parameters are always the per-level
+convolutions in ``levels``. The channels-last implementations return a channels-last tensor, so the
+following batch norm, ReLU and PyConv stay in that format instead of paying a layout conversion each.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from pydantic import Field, model_validator
 from torch import nn
@@ -18,6 +38,15 @@ from torch import nn
 import segzoo
 
 CITATION_PYCONV = "Duta IC, Liu L, Zhu F, Shao L. Pyramidal convolution: rethinking convolutional neural networks for visual recognition. arXiv:2006.11538 (2020)"
+
+Implementation = Literal["auto", "grouped", "channels_last", "merged"]
+IMPLEMENTATIONS: tuple[str, ...] = ("auto", "grouped", "channels_last", "merged")
+
+# Cost of reading or writing one feature-map element, in multiply-accumulates: fitted on a 2-core AVX-512
+# machine (a 32-channel 512x512 copy costs about as much as 100 MACs per element of a dense convolution).
+MEMORY_COST_MACS = 100.0
+
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
 def split_channels(out_channels: int, shares: Sequence[float] | None, levels: int) -> list[int]:
@@ -46,6 +75,53 @@ def level_groups(in_channels: int, level_out: Sequence[int], groups: Sequence[in
     return used
 
 
+def simd_lanes() -> int:
+    """fp32 lanes of the widest vector unit PyTorch uses on this CPU: oneDNN vectorises a group's output channels over them."""
+    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+
+def conv_cost(in_channels: int, out_channels: int, groups: int, kernel: int, spatial_dims: int, lanes: int) -> float:
+    """Modelled CPU cost per output pixel of one same-padded grouped convolution, in MACs.
+
+    A group of fewer output channels than SIMD lanes still pays for the full vector, which is why a
+    4-in/1-out 9x9 group runs 10x slower per MAC than a dense 3x3; reading the input and writing the
+    output is charged on top.
+    """
+    padded_out = math.ceil(out_channels // groups / lanes) * lanes
+    compute = groups * padded_out * (in_channels // groups) * kernel**spatial_dims
+    return compute + MEMORY_COST_MACS * (in_channels + out_channels)
+
+
+def merge_plan(
+    in_channels: int, level_out: Sequence[int], groups: Sequence[int], kernels: Sequence[int], spatial_dims: int = 2, lanes: int = 16
+) -> tuple[tuple[int, ...], ...]:
+    """The cheapest split of the levels into runs of adjacent levels, each run computed by one convolution.
+
+    A run convolves with the largest kernel of its levels and the gcd of their groups; merging trades
+    extra (zero) MACs for fuller vectors and fewer passes over the input. A run that mixes levels
+    with more than one group also pays a channel shuffle back into level order.
+    """
+    n = len(level_out)
+    best: tuple[float, tuple[tuple[int, ...], ...]] | None = None
+    for cuts in itertools.product((False, True), repeat=n - 1):
+        runs, start = [], 0
+        for i, cut in enumerate(cuts, start=1):
+            if cut:
+                runs.append(tuple(range(start, i)))
+                start = i
+        runs.append(tuple(range(start, n)))
+        cost = 0.0
+        for run in runs:
+            g = math.gcd(*(groups[z] for z in run))
+            out = sum(level_out[z] for z in run)
+            cost += conv_cost(in_channels, out, g, max(kernels[z] for z in run), spatial_dims, lanes)
+            if len(run) > 1 and g > 1:
+                cost += 2 * MEMORY_COST_MACS * out
+        if best is None or cost < best[0]:
+            best = (cost, tuple(runs))
+    return best[1]
+
+
 class PyConvParams(segzoo.Params):
     in_channels: int = Field(gt=0, description="input feature maps FM_i")
     out_channels: int = Field(gt=0, description="output feature maps FM_o (sum over levels)")
@@ -54,9 +130,12 @@ class PyConvParams(segzoo.Params):
     shares: list[float] | None = Field(None, description="share of the output channels of each level; equal when unset")
     spatial_dims: int = Field(2, ge=1, le=3, description="2 for images, 3 for volumes")
     bias: bool = Field(False, description="add a bias to every level (BN follows in PyConvU-Net, so off)")
+    implementation: Implementation = Field(
+        "auto", description="how to compute it (same result, same weights): grouped, channels_last, merged, or auto (merged on CPU)"
+    )
 
     @model_validator(mode="after")
-    def _levels_agree(self) -> "PyConvParams":
+    def _levels_agree(self) -> PyConvParams:
         n = len(self.kernels)
         if len(self.groups) != n or (self.shares is not None and len(self.shares) != n):
             raise ValueError(f"kernels ({n}), groups ({len(self.groups)}) and shares must have one entry per pyramid level")
@@ -82,18 +161,117 @@ class PyConv(nn.Module):
         shares: Sequence[float] | None = None,
         spatial_dims: int = 2,
         bias: bool = False,
+        implementation: Implementation = "auto",
     ) -> None:
         super().__init__()
+        self.spatial_dims = spatial_dims
         self.level_out = split_channels(out_channels, shares, len(kernels))
         self.level_groups = level_groups(in_channels, self.level_out, groups)
+        self.kernels = list(kernels)
         conv = Conv[Conv.CONV, spatial_dims]
         self.levels = nn.ModuleList(
             conv(in_channels, out, k, padding=k // 2, groups=g, bias=bias)
             for k, g, out in zip(kernels, self.level_groups, self.level_out)
         )
+        self.implementation = implementation
+        self.plan = merge_plan(in_channels, self.level_out, self.level_groups, self.kernels, spatial_dims, simd_lanes())
+        order = self._merged_order()
+        # Not persistent: the checkpoint format stays the per-level weights whatever the implementation.
+        self.register_buffer("merged_order", order, persistent=False)
+
+    @property
+    def implementation(self) -> str:
+        return self._implementation
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        if value not in IMPLEMENTATIONS:
+            raise ValueError(f"PyConv implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {value!r}")
+        self._implementation = value
+
+    def _run_groups(self, run: Sequence[int]) -> int:
+        return math.gcd(*(self.level_groups[z] for z in run))
+
+    def _merged_order(self) -> torch.Tensor | None:
+        """Channel gather from the merged convolutions' output order back to level order; ``None`` if they agree."""
+        source: dict[tuple[int, int], int] = {}  # (level, channel within level) -> merged output channel
+        base = 0
+        for run in self.plan:
+            g = self._run_groups(run)
+            per_group = sum(self.level_out[z] // g for z in run)
+            offset = 0
+            for z in run:
+                width = self.level_out[z] // g
+                for channel in range(self.level_out[z]):
+                    group, within = divmod(channel, width)
+                    source[z, channel] = base + group * per_group + offset + within
+                offset += width
+            base += g * per_group
+        order = [source[z, c] for z in range(len(self.levels)) for c in range(self.level_out[z])]
+        return None if order == sorted(order) else torch.tensor(order)
+
+    def _merged_weights(self, run: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight (and bias) of the one convolution computing ``run``: kernels zero-padded to the largest,
+        a level with ``sub`` times the run's groups spread block-diagonally over each of the run's groups."""
+        g = self._run_groups(run)
+        size = max(self.kernels[z] for z in run)
+        weights, biases = [], []
+        for z in run:
+            level = self.levels[z]
+            w = level.weight
+            sub = self.level_groups[z] // g
+            if sub > 1:
+                out_g, in_g, kernel = w.shape[0] // (g * sub), w.shape[1], w.shape[2:]
+                eye = torch.eye(sub, dtype=w.dtype, device=w.device).view(1, sub, 1, sub, 1, *[1] * len(kernel))
+                w = w.view(g, sub, out_g, 1, in_g, *kernel) * eye
+            w = w.reshape(g, self.level_out[z] // g, -1, *w.shape[-self.spatial_dims:])
+            pad = (size - self.kernels[z]) // 2
+            weights.append(F.pad(w, [pad, pad] * self.spatial_dims) if pad else w)
+            if level.bias is not None:
+                biases.append(level.bias.view(g, -1))
+        weight = torch.cat(weights, 1).flatten(0, 1)
+        return weight, torch.cat(biases, 1).flatten() if biases else None
+
+    def _forward_merged(self, x: torch.Tensor) -> torch.Tensor:
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
+        outs = []
+        for run in self.plan:
+            if len(run) == 1:
+                outs.append(self.levels[run[0]](x))
+                continue
+            weight, bias = self._merged_weights(run)
+            outs.append(conv(x, weight, bias, padding=weight.shape[-1] // 2, groups=self._run_groups(run)))
+        y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+        if self.merged_order is not None:
+            # Gather along the innermost (channel) axis of the channels-last layout: a cheap, format-keeping copy.
+            y = y.movedim(1, -1)[..., self.merged_order].movedim(-1, 1)
+        return y
+
+    def resolved_implementation(self, x: torch.Tensor) -> str:
+        """What ``forward`` runs for ``x``: ``auto`` resolved by device; forward hooks on a level force one call per level."""
+        impl = self.implementation
+        if impl == "auto":
+            impl = "merged" if x.device.type == "cpu" else "grouped"
+        # Hooks on a level (the MAC counter's, a feature extractor's) must see that level's call.
+        if impl == "merged" and any(level._forward_hooks or level._forward_pre_hooks for level in self.levels):
+            impl = "channels_last"
+        return impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        impl = self.resolved_implementation(x)
+        if impl != "grouped" and self.spatial_dims in _CHANNELS_LAST:
+            x = x.contiguous(memory_format=_CHANNELS_LAST[self.spatial_dims])
+        if impl == "merged":
+            return self._forward_merged(x)
         return torch.cat([level(x) for level in self.levels], dim=1)
+
+
+def set_implementation(model: nn.Module, implementation: Implementation) -> int:
+    """Switch every PyConv inside ``model`` to ``implementation`` (weights untouched); returns how many were switched."""
+    blocks = [m for m in model.modules() if isinstance(m, PyConv)]
+    for block in blocks:
+        block.implementation = implementation
+    return len(blocks)
 
 
 def pyconv_parameters(in_channels: int, level_out: Sequence[int], kernels: Sequence[int], groups: Sequence[int]) -> int:

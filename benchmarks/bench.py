@@ -1,0 +1,523 @@
+"""CPU benchmark of every registered architecture: size, inference latency, training memory and throughput.
+
+Run ``nox -s bench`` (or ``.venv/bin/python benchmarks/bench.py [--quick]``). It writes ``.bench/bench.json``
+(every figure, with the machine) and ``.bench/bench.md`` (the tables, also printed). Timings are wall-clock
+medians; figures meant for comparison (PyConvU-Net vs U-Net) are ratios of runs interleaved in one loop,
+so a machine that gets busier during the run moves both sides. The load average at start and end is
+recorded: on a shared machine, read the ratios, not the seconds.
+
+A training probe runs in a subprocess per architecture (``--probe``): the peak resident memory of one
+training step, then the images/s of a plain PyTorch loop and of the bundle's trainer on the same
+synthetic data, model and batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import segzoo
+from segzoo.complexity import measure
+from segzoo.data import split
+from segzoo_pyconvunet.pyconv import set_implementation
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / ".bench"
+TRAIN_CONFIG = ROOT / "bundles" / "pyconvunet" / "configs" / "train.json"
+SIZE = 512  # inference images: 3 x 512 x 512, as Table 3 counts
+BIG_BATCH = 8
+TRAIN = {"num_images": 20, "size": 128, "batch_size": 4}  # 16 train / 4 validation images, 4 steps per epoch
+GOAL = 0.5  # PyConvU-Net inference time / U-Net inference time
+# The CPU preset proposed for pyconvunet (docs/performance.md): benchmarked here until it is registered.
+PROPOSED_PRESETS = {
+    "pyconvunet": {
+        "fast": {
+            "base_channels": 24,
+            "depth": 4,
+            "pyramids": [
+                {"kernels": [3], "groups": [2]},
+                {"kernels": [3], "groups": [4]},
+                {"kernels": [3, 5], "groups": [2, 4]},
+                {"kernels": [3, 5, 7, 9], "groups": [4, 8, 16, 32]},
+                {"kernels": [3, 5, 7, 9], "groups": [1, 2, 4, 8]},
+            ],
+        }
+    }
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("cannot read MemAvailable from /proc/meminfo")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"),
+        "simd": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "monai": __import__("monai").__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_available_gib": round(available_memory_bytes() / 2**30, 1),
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of a large square torch.mm, best of ``repeats``: the machine's attainable dense rate (1 MAC = 2 FLOP)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+# ---------------------------------------------------------------- models
+
+
+def configurations(quick: bool) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    """``(label, architecture, preset, params)``: every architecture at its paper preset, every other
+    pyconvunet preset, and the proposed presets not registered yet. ``--quick``: unet and pyconvunet only."""
+    rows = []
+    for spec in segzoo.list_components("architecture"):
+        if quick and spec.name not in ("unet", "pyconvunet"):
+            continue
+        presets = sorted(spec.presets) if spec.name == "pyconvunet" else (["paper"] if "paper" in spec.presets else [None])
+        rows += [(f"{spec.name}[{p}]" if p else spec.name, spec.name, p, {}) for p in presets]
+        for preset, params in PROPOSED_PRESETS.get(spec.name, {}).items():
+            if preset not in spec.presets:
+                rows.append((f"{spec.name}[{preset}]", spec.name, None, params))
+    return rows
+
+
+def build(name: str, preset: str | None, params: dict[str, Any], in_channels: int = 3, **extra: Any) -> nn.Module:
+    torch.manual_seed(0)
+    return segzoo.create_model(name, preset, in_channels=in_channels, out_channels=1, **{**params, **extra})
+
+
+def activation_elements(model: nn.Module, in_channels: int, size: int) -> int:
+    """Elements of every leaf module's output for one image at ``size``, counted at a small size and scaled."""
+    small = 64
+    total = 0
+
+    def hook(module: nn.Module, args: tuple, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_channels, small, small))
+    finally:
+        for h in handles:
+            h.remove()
+    return total * (size // small) ** 2
+
+
+def require_memory(what: str, needed: int) -> None:
+    """Refuse to start a run that would not fit in available memory: better a clear error than swapping or the OOM killer."""
+    available = available_memory_bytes()
+    if needed > 0.8 * available:
+        raise SystemExit(
+            f"bench: {what} needs about {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is available; "
+            "free memory or run with --quick"
+        )
+
+
+# ---------------------------------------------------------------- timing
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def interleaved_latency(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], repeats: int, warmup: bool = True) -> dict[str, float]:
+    """Median seconds per forward of each model, timed round-robin so load changes hit all alike.
+
+    ``warmup=False`` saves a run where a slow first call is already excluded by the median (3 repeats or more).
+    """
+    if warmup:
+        for label, model in models.items():
+            model(inputs[label])
+    times: dict[str, list[float]] = {label: [] for label in models}
+    for _ in range(repeats):
+        for label, model in models.items():
+            start = time.perf_counter()
+            model(inputs[label])
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
+def image(batch: int, channels_last: bool = False) -> torch.Tensor:
+    x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# ---------------------------------------------------------------- training probe (subprocess)
+
+
+def synthetic_split() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    items = segzoo.build("dataset", "synthetic_cells", num_images=TRAIN["num_images"], size=TRAIN["size"], channels=1, seed=0)
+    return split(items, "train", 0.2, 0), split(items, "val", 0.2, 0)
+
+
+def peak_rss_of(fn: Callable[[], Any]) -> tuple[int, int]:
+    """(peak resident bytes while ``fn`` ran, resident bytes before): Linux's peak counter is reset first
+    (``/proc/self/clear_refs``), so what the process did earlier does not mask this peak."""
+    def status(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
+    Path("/proc/self/clear_refs").write_text("5")
+    before = status("VmRSS:")
+    fn()
+    return status("VmHWM:"), before
+
+
+def plain_loop(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """A bare PyTorch loop (Adam, the bundle's loss, no data pipeline): runs its first step as the memory probe
+    and warm-up, and returns the peak memory and ``plain_epoch``, which times one epoch when called."""
+    train, _ = synthetic_split()
+    images = torch.stack([torch.as_tensor(item["image"]) for item in train])
+    labels = torch.stack([torch.as_tensor(item["label"]) for item in train])
+    net = build(name, preset, params, in_channels=1, final_activation="identity").train()
+    loss_fn = segzoo.build("loss", "dice_bce")
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    batch = TRAIN["batch_size"]
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    batches = [order[i : i + batch] for i in range(0, len(train), batch)]
+
+    def step(index: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(images[index]), labels[index]).backward()
+        optimizer.step()
+
+    def epoch() -> float:
+        """images/s of the steps after the first, as the bundle is timed."""
+        start = time.perf_counter()
+        for index in batches[1:]:
+            step(index)
+        return sum(len(b) for b in batches[1:]) / (time.perf_counter() - start)
+
+    peak, before = peak_rss_of(lambda: step(batches[0]))
+    return {"step_peak_rss_mib": peak / 2**20, "step_rss_increase_mib": (peak - before) / 2**20, "plain_epoch": epoch}
+
+
+def bundle_epoch(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, float]:
+    """One epoch through the bundle (SupervisedTrainer, validation, checkpoints, MLflow), timed from the end of
+    its first step to the end of the epoch's last handler, as the plain loop is."""
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    with tempfile.TemporaryDirectory(prefix="segzoo-bench-") as tmp:
+        os.chdir(tmp)  # the bundle writes ./runs
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        start = time.perf_counter()
+        overrides = {f"synthetic#{k}": TRAIN[k] for k in ("num_images", "size")}
+        workflow = ConfigWorkflow(
+            config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=1, arch=name, preset=preset, arch_params=params,
+            patch_size=[TRAIN["size"]] * 2, batch_size=TRAIN["batch_size"], **overrides,
+        )
+        workflow.initialize()
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        marks: dict[str, float] = {}
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), lambda _: marks.setdefault("first_step", time.perf_counter()))
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: marks.setdefault("epoch", time.perf_counter()))
+        workflow.run()
+        end = time.perf_counter()
+        timed_images = trainer.state.epoch_length * TRAIN["batch_size"] - TRAIN["batch_size"]
+        return {
+            "bundle_images_per_s": timed_images / (marks["epoch"] - marks["first_step"]),
+            "bundle_fixed_s": (marks["first_step"] - start) + (end - marks["epoch"]),
+        }
+
+
+def probe(spec: str) -> None:
+    """Subprocess entry: print the training figures of one architecture as JSON on the last line."""
+    name, preset, params = json.loads(spec)
+    result = plain_loop(name, preset, params)
+    plain_epoch = result.pop("plain_epoch")
+    before = plain_epoch()
+    result.update(bundle_epoch(name, preset, params))
+    result["plain_images_per_s"] = (before + plain_epoch()) / 2  # one epoch on each side of the bundle's: load drift cancels
+    print(json.dumps(result))
+
+
+def run_probe(label: str, name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    model = build(name, preset, params, in_channels=1)
+    activations = activation_elements(model, 1, TRAIN["size"]) * TRAIN["batch_size"]
+    # saved activations + their gradients + weights, gradients and two Adam moments, in fp32
+    require_memory(f"training {label}", 4 * (3 * activations + 4 * sum(p.numel() for p in model.parameters())))
+    proc = subprocess.run(
+        [sys.executable, __file__, "--probe", json.dumps([name, preset, params])],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    if proc.returncode:
+        killed = " (killed: out of memory?)" if proc.returncode in (-9, 137) else ""
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+        log(f"training probe of {label} failed with code {proc.returncode}{killed}: {tail[0]}")
+        return {"error": f"exit {proc.returncode}{killed}: {tail[0][:200]}"}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["bundle_overhead"] = result["plain_images_per_s"] / result["bundle_images_per_s"]
+    return result
+
+
+# ---------------------------------------------------------------- options
+
+
+def train_step_seconds(model: nn.Module, repeats: int) -> float:
+    """Median seconds of one training step (forward, backward, Adam) on a batch of 4 images of 128x128."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(TRAIN["batch_size"], 3, TRAIN["size"], TRAIN["size"], generator=torch.Generator().manual_seed(0))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model(x).float().mean().backward()
+        optimizer.step()
+
+    step()
+    return median_seconds(step, repeats)
+
+
+def option_figures(rows: list[tuple[str, str, str | None, dict[str, Any]]], repeats: int, compile_models: bool) -> dict[str, dict[str, Any]]:
+    """What each CPU option changes, as a ratio to the default (inference at 512x512 batch 1, or a training step).
+
+    The variants of one architecture are separate models with the same weights, timed in one interleaved loop.
+    """
+    figures: dict[str, dict[str, Any]] = {}
+    for label, name, preset, params in (r for r in rows if r[1] in ("unet", "pyconvunet")):
+        log(f"options: {label}")
+        variants = {"default": build(name, preset, params).eval(), "channels_last": build(name, preset, params).eval().to(memory_format=torch.channels_last)}
+        if name == "pyconvunet":
+            for impl in ("grouped", "channels_last", "merged"):
+                variants[f"pyconv_{impl}"] = build(name, preset, params).eval()
+                set_implementation(variants[f"pyconv_{impl}"], impl)
+        inputs = {key: image(1, channels_last=key == "channels_last") for key in variants}
+        latency = interleaved_latency(variants, inputs, repeats, warmup=False)
+        row: dict[str, Any] = {"default_s": latency["default"], **{k: v / latency["default"] for k, v in latency.items() if k != "default"}}
+        row["compile"] = compile_figures(variants["default"], repeats) if compile_models else {"skipped": "--quick"}
+        train_model = build(name, preset, params)
+        row["train_step_s"] = train_step_seconds(train_model, repeats)
+        torch.use_deterministic_algorithms(True)
+        try:
+            row["deterministic_train_step"] = train_step_seconds(train_model, repeats) / row["train_step_s"]
+        finally:
+            torch.use_deterministic_algorithms(False)
+        row["autocast"] = "n/a on CPU (bf16/fp16 autocast is for GPUs)" if not torch.cuda.is_available() else "not measured"
+        figures[label] = row
+    return figures
+
+
+def compile_figures(model: nn.Module, repeats: int) -> dict[str, Any]:
+    """torch.compile (inductor): seconds of the first, compiling call, and steady latency relative to eager, interleaved.
+
+    The compile cache is a fresh directory, so the seconds are those of a first compile, not of a cache hit.
+    """
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="segzoo-bench-inductor-")
+    try:
+        compiled = torch.compile(model)
+        x = image(1)
+        start = time.perf_counter()
+        with torch.no_grad():
+            compiled(x)
+        compile_s = time.perf_counter() - start
+        latency = interleaved_latency({"eager": model, "compiled": compiled}, {"eager": x, "compiled": x}, repeats, warmup=False)
+        return {"compile_s": compile_s, "ratio": latency["compiled"] / latency["eager"]}
+    except Exception as err:  # noqa: BLE001 - a compiler that is missing or fails is a finding, not a crash of the bench
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"}
+
+
+# ---------------------------------------------------------------- report
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"# segzoo CPU benchmark ({result['date']})",
+        "",
+        (f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; torch {m['torch']}, MONAI {m['monai']}; "
+        f"load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end. "
+        f"fp32 torch.mm: **{result['matmul_gflops']:.0f} GFLOP/s** = {result['matmul_gflops'] / 2:.0f} GMAC/s. "
+        f"Total time {result['seconds'] / 60:.1f} min{' (--quick)' if result['quick'] else ''}."),
+        "",
+        f"## Inference, 3x{SIZE}x{SIZE} -> 1 channel (median of {result['repeats']}, interleaved)",
+        "",
+        "| architecture | params (M) | GMac | batch 1 (s) | GMac/s | % of mm | batch 8 (s) | batch 8 img/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    mm_gmacs = result["matmul_gflops"] / 2
+    for label, row in result["architectures"].items():
+        rate = row["gmac"] / row["batch1_s"]
+        b8 = (f"{row['batch8_s']:.2f} | {BIG_BATCH / row['batch8_s']:.2f}") if "batch8_s" in row else "- | -"
+        lines.append(f"| {label} | {row['params_m']:.2f} | {row['gmac']:.2f} | {row['batch1_s']:.2f} | {rate:.1f} | {100 * rate / mm_gmacs:.0f} | {b8} |")
+    lines += ["", f"## PyConvU-Net / U-Net inference time (goal <= {GOAL})", "", "| configuration | batch 1 | batch 8 | goal met |", "|---|---|---|---|"]
+    for label, ratio in result["goal"].items():
+        met = all(v <= GOAL for v in ratio.values())
+        lines.append(f"| {label} | {ratio['batch1']:.2f} | {ratio.get('batch8', float('nan')):.2f} | {'yes' if met else 'no'} |")
+    t = TRAIN
+    lines += [
+        "",
+        f"## Training: {t['num_images']} synthetic {t['size']}x{t['size']} images (16 train, 4 validation), batch {t['batch_size']}, 1 -> 1 channel",
+        "",
+        ("Peak memory: resident set of a fresh process during its first training step (the increase over the process before it in brackets). "
+        "Throughput: images/s after the first step; the bundle's epoch includes validation, checkpoints and MLflow; "
+        "overhead = plain img/s / bundle img/s. Fixed: the bundle's set-up before the first step and work after the epoch."),
+        "",
+        "| architecture | step peak RSS (MiB) | plain loop img/s | bundle img/s | bundle overhead | bundle fixed (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, row in result["training"].items():
+        if "error" in row:
+            lines.append(f"| {label} | {row['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {label} | {row['step_peak_rss_mib']:.0f} (+{row['step_rss_increase_mib']:.0f}) | {row['plain_images_per_s']:.2f} | "
+            f"{row['bundle_images_per_s']:.2f} | {row['bundle_overhead']:.2f}x | {row['bundle_fixed_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"## CPU options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)",
+        "",
+        "| option | " + " | ".join(result["options"]) + " |",
+        "|---|" + "---|" * len(result["options"]),
+    ]
+    opts = result["options"].values()
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        if isinstance(value, dict):
+            if "ratio" in value:
+                return f"{value['ratio']:.2f}x (compiling {value['compile_s']:.0f} s)"
+            return next(iter(value.values()))
+        return f"{value:.2f}x" if isinstance(value, float) else str(value)
+
+    lines.append("| default (s) | " + " | ".join(f"{o['default_s']:.2f}" for o in opts) + " |")
+    for key, title in [
+        ("channels_last", "channels_last model and input"),
+        ("pyconv_grouped", "PyConv `grouped` (reference)"),
+        ("pyconv_channels_last", "PyConv `channels_last`"),
+        ("pyconv_merged", "PyConv `merged` (= `auto` on CPU)"),
+        ("compile", "torch.compile (inductor)"),
+        ("deterministic_train_step", "deterministic algorithms (training step)"),
+        ("autocast", "bf16/fp16 autocast"),
+    ]:
+        lines.append(f"| {title} | " + " | ".join(cell(o, key) for o in opts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="unet and pyconvunet only, 2 repeats, no torch.compile (about 3 minutes)")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        probe(args.probe)
+        return
+    started = time.perf_counter()
+    if os.getloadavg()[0] > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        log(f"the machine is busy (load {os.getloadavg()[0]:.1f}): with OpenMP's default spin-waiting, a busy core slows "
+            "many-kernel networks far more than others; OMP_WAIT_POLICY=PASSIVE keeps the ratios meaningful (docs/performance.md)")
+    repeats = 2 if args.quick else 3
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "repeats": repeats, "machine": machine()}
+    log("matmul rate")
+    result["matmul_gflops"] = matmul_gflops()
+    rows = configurations(args.quick)
+
+    log(f"inference at batch 1: {', '.join(r[0] for r in rows)}")
+    models = {label: build(name, preset, params).eval() for label, name, preset, params in rows}
+    compared = [label for label, name, _, _ in rows if name in ("unet", "pyconvunet")]
+    for label, model in models.items():
+        require_memory(f"inference of {label}", 4 * activation_elements(model, 3, SIZE) * (BIG_BATCH if label in compared else 1))
+    sizes = {label: measure(model, 3, 64) for label, model in models.items()}  # per-pixel counts: 512^2 = 64 * 64^2
+    batch1 = interleaved_latency(models, {label: image(1) for label in models}, repeats)
+    log(f"inference at batch {BIG_BATCH}: {', '.join(compared)}")
+    batch8 = interleaved_latency(
+        {label: models[label] for label in compared}, {label: image(BIG_BATCH) for label in compared}, repeats, warmup=False
+    )
+    result["architectures"] = {
+        label: {
+            "params_m": sizes[label].params_m,
+            "gmac": sizes[label].gmac * (SIZE // 64) ** 2,
+            "batch1_s": batch1[label],
+            **({"batch8_s": batch8[label]} if label in batch8 else {}),
+        }
+        for label in models
+    }
+    unet = next(label for label, name, _, _ in rows if name == "unet")
+    result["goal"] = {
+        label: {"batch1": batch1[label] / batch1[unet], "batch8": batch8[label] / batch8[unet]}
+        for label, name, _, _ in rows
+        if name == "pyconvunet"
+    }
+    del models
+
+    result["training"] = {}
+    for label, name, preset, params in rows:
+        log(f"training probe: {label}")
+        result["training"][label] = run_probe(label, name, preset, params)
+    result["options"] = option_figures(rows, repeats, compile_models=not args.quick)
+    result["machine"]["load_average_end"] = os.getloadavg()
+    result["seconds"] = time.perf_counter() - started
+
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (OUT / "bench.md").write_text(table)
+    print(table)
+    log(f"wrote {OUT / 'bench.md'} and {OUT / 'bench.json'} in {result['seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Developer sessions: ``nox -s tests`` and ``nox -s bench``.
+
+Both run in the environment nox itself runs in (``venv_backend="none"``): the project is heavy
+(torch, MONAI, MLflow), so the sessions reuse the installed virtualenv instead of building a new
+one each time. Run them as ``.venv/bin/nox -s tests`` so that environment is the project's.
+Arguments after ``--`` go to pytest or to the bench (``nox -s bench -- --quick``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.options.sessions = ["tests"]
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite."""
+    session.run(sys.executable, "-m", "pytest", "-q", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """CPU benchmark of every registered architecture; writes .bench/bench.md and .bench/bench.json (about 10 minutes, --quick about 3)."""
+    session.run(sys.executable, "benchmarks/bench.py", *session.posargs, external=True)
