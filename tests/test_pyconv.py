@@ -73,8 +73,9 @@ def test_convolution_only_counting_gives_the_lower_figure() -> None:
     assert macs * 64 / 1e9 == pytest.approx(48.3, abs=0.1)
 
 
-def test_paper_preset_is_within_5_percent_of_3_7_million() -> None:
-    net = segzoo.create_model("pyconvunet", "paper")
+@pytest.mark.parametrize("preset", ["paper", "fast"])
+def test_presets_keep_the_papers_budget_within_5_percent_of_3_7_million(preset: str) -> None:
+    net = segzoo.create_model("pyconvunet", preset)
     params_m = sum(p.numel() for p in net.parameters()) / 1e6
     assert abs(params_m - 3.7) / 3.7 < 0.05
 
