@@ -124,19 +124,19 @@ def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp
 
 def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                               tracking_uri: str) -> None:
-    import mlflow
+    from mlflow.tracking import MlflowClient
     from monai.bundle import run
 
     calls = {"n": 0}
-    real_log_metrics = mlflow.log_metrics
+    real_log_batch = MlflowClient.log_batch
 
-    def flaky_log_metrics(*args, **kwargs):
-        calls["n"] += 1
+    def flaky_log_batch(self, run_id, metrics=(), *args, **kwargs):
+        calls["n"] += bool(metrics)
         if calls["n"] > 1:
             raise ConnectionError("server went away")
-        return real_log_metrics(*args, **kwargs)
+        return real_log_batch(self, run_id, metrics, *args, **kwargs)
 
-    monkeypatch.setattr(mlflow, "log_metrics", flaky_log_metrics)
+    monkeypatch.setattr(MlflowClient, "log_batch", flaky_log_batch)
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -16,6 +16,7 @@ import os
 import urllib.error
 import urllib.request
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -135,6 +136,8 @@ class MLflowTracker:
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
         self.resume = as_flag(resume, "resume")
+        self.uri = tracking_uri or ""
+        self.client: Any = None
         self.config = current_bundle_config()
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
@@ -155,7 +158,6 @@ class MLflowTracker:
     # -- MLflow calls, each guarded -------------------------------------------------------------------
     def _safe(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call MLflow; on the first failure warn once and stop calling it, so a dead server never slows training."""
-        import mlflow
 
         if self._warned:
             return None
@@ -163,7 +165,7 @@ class MLflowTracker:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - tracking must never cost the training
             warnings.warn(
-                f"MLflow at {mlflow.get_tracking_uri()} failed while {what} ({type(exc).__name__}: {exc}); "
+                f"MLflow at {self.uri} failed while {what} ({type(exc).__name__}: {exc}); "
                 f"training continues without tracking; checkpoints, history.json and curves are still written to {self.output_dir}",
                 RuntimeWarning,
                 stacklevel=2,
@@ -172,37 +174,37 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
+        """Open (or, resuming, reopen) this run through an explicit client: no global MLflow state is touched."""
         import mlflow
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
 
-        if self.tracking_uri:
-            mlflow.set_tracking_uri(self.tracking_uri)
-        uri = mlflow.get_tracking_uri()
+        uri = self.tracking_uri or mlflow.get_tracking_uri()
         try:
             check_reachable(uri)
-            experiment = mlflow.set_experiment(self.experiment)
+            self.client = MlflowClient(tracking_uri=uri)
+            found = self.client.get_experiment_by_name(self.experiment)
+            experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingUnavailableError(
                 f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
                 "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
             ) from None
+        self.uri = uri
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / RUN_INFO_FILE).write_text(json.dumps({role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str))
+        (self.output_dir / RUN_INFO_FILE).write_text(
+            json.dumps({role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
+        )
         id_file = self.output_dir / RUN_ID_FILE
         resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
-        while mlflow.active_run() is not None and mlflow.active_run().info.run_id != self.parent_run_id:
-            mlflow.end_run()
-        run = mlflow.start_run(
-            run_id=resume_id,
-            experiment_id=None if resume_id else experiment.experiment_id,
-            run_name=None if resume_id else self.run_name,
-            nested=self.parent_run_id is not None,
-            parent_run_id=self.parent_run_id,
-        )
-        self.run_id = run.info.run_id
-        id_file.write_text(self.run_id)
         if resume_id:
+            self.run_id = resume_id
+            self.client.update_run(resume_id, status="RUNNING")
             self._load_history()
             return
+        tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
+        self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
+        id_file.write_text(self.run_id)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
         params.update(plugin_versions())
         for role, (name, values) in self.components.items():
@@ -211,10 +213,10 @@ class MLflowTracker:
         params.update({k: str(v) for k, v in self.extra_params.items()})
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
-            self._safe("logging the config", mlflow.log_dict, self.config, "config/resolved_config.json")
-        items = list(params.items())
+            self._safe("logging the config", self.client.log_dict, self.run_id, self.config, "config/resolved_config.json")
+        items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self._safe("logging params", mlflow.log_params, dict(items[i : i + 100]))
+            self._safe("logging params", self.client.log_batch, self.run_id, params=items[i : i + 100])
 
     def _collect_loss(self, engine: Engine) -> None:
         output = engine.state.output
@@ -223,24 +225,27 @@ class MLflowTracker:
             self._epoch_losses.append(float(from_engine(["loss"], first=True)(output)))
 
     def _log_epoch(self, engine: Engine) -> None:
-        import mlflow
-
         if self.evaluator is None:  # attached to an evaluator alone: its metrics are the run's
             self._log_validation(engine)
         if self._epoch_losses:
             value = sum(self._epoch_losses) / len(self._epoch_losses)
             self._record("train_loss", engine.state.epoch, value)
-            self._safe("logging metrics", mlflow.log_metric, "train_loss", value, step=engine.state.epoch, run_id=self.run_id)
+            self._log_metrics({"train_loss": value}, engine.state.epoch)
             self._epoch_losses.clear()
 
-    def _log_validation(self, evaluator: Engine) -> None:
-        import mlflow
+    def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
 
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in metrics.items()]
+        self._safe("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+
+    def _log_validation(self, evaluator: Engine) -> None:
         step = self.engine.state.epoch
         metrics = {k: float(v) for k, v in evaluator.state.metrics.items() if isinstance(v, (int, float)) or torch.is_tensor(v)}
         for k, v in metrics.items():
             self._record(k, step, v)
-        self._safe("logging metrics", mlflow.log_metrics, metrics, step=step, run_id=self.run_id)
+        self._log_metrics(metrics, step)
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
@@ -252,8 +257,6 @@ class MLflowTracker:
             self.history = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
 
     def _log_artifacts(self) -> None:
-        import mlflow
-
         from segzoo.engine.plots import save_curves
 
         curves = save_curves(self.history, self.output_dir / "curves.png", title=self.run_name)
@@ -267,20 +270,16 @@ class MLflowTracker:
                 warnings.warn(f"could not draw the prediction panel: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
         for path in paths:
             if path is not None and Path(path).exists():
-                self._safe(f"uploading {path}", mlflow.log_artifact, str(path), run_id=self.run_id)
+                self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
-        import mlflow
-
         self._log_artifacts()
-        self._safe("closing the run", mlflow.end_run)
+        self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
-        import mlflow
-
         if self.run_id is not None:
             self._log_artifacts()
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            self._safe("closing the run", mlflow.end_run, status=status)
+            self._safe("closing the run", self.client.set_terminated, self.run_id, status)
         raise exc
