@@ -41,22 +41,6 @@ SIZE = 512  # inference images: 3 x 512 x 512, as Table 3 counts
 BIG_BATCH = 8
 TRAIN = {"num_images": 20, "size": 128, "batch_size": 4}  # 16 train / 4 validation images, 4 steps per epoch
 GOAL = 0.5  # PyConvU-Net inference time / U-Net inference time
-# The CPU preset proposed for pyconvunet (docs/performance.md): benchmarked here until it is registered.
-PROPOSED_PRESETS = {
-    "pyconvunet": {
-        "fast": {
-            "base_channels": 24,
-            "depth": 4,
-            "pyramids": [
-                {"kernels": [3], "groups": [2]},
-                {"kernels": [3], "groups": [4]},
-                {"kernels": [3, 5], "groups": [2, 4]},
-                {"kernels": [3, 5, 7, 9], "groups": [4, 8, 16, 32]},
-                {"kernels": [3, 5, 7, 9], "groups": [1, 2, 4, 8]},
-            ],
-        }
-    }
-}
 
 
 def log(message: str) -> None:
@@ -115,24 +99,22 @@ def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
 # ---------------------------------------------------------------- models
 
 
-def configurations(quick: bool) -> list[tuple[str, str, str | None, dict[str, Any]]]:
-    """``(label, architecture, preset, params)``: every architecture at its paper preset, every other
-    pyconvunet preset, and the proposed presets not registered yet. ``--quick``: unet and pyconvunet only."""
+def configurations(quick: bool) -> list[tuple[str, str, str | None]]:
+    """``(label, architecture, preset)``: every architecture at its paper preset (or its defaults),
+    and pyconvunet at every preset. ``--quick``: unet and pyconvunet only."""
     rows = []
     for spec in segzoo.list_components("architecture"):
         if quick and spec.name not in ("unet", "pyconvunet"):
             continue
         presets = sorted(spec.presets) if spec.name == "pyconvunet" else (["paper"] if "paper" in spec.presets else [None])
-        rows += [(f"{spec.name}[{p}]" if p else spec.name, spec.name, p, {}) for p in presets]
-        for preset, params in PROPOSED_PRESETS.get(spec.name, {}).items():
-            if preset not in spec.presets:
-                rows.append((f"{spec.name}[{preset}]", spec.name, None, params))
+        rows += [(f"{spec.name}[{p}]" if p else spec.name, spec.name, p) for p in presets]
     return rows
 
 
-def build(name: str, preset: str | None, params: dict[str, Any], in_channels: int = 3, **extra: Any) -> nn.Module:
+def build(name: str, preset: str | None, in_channels: int = 3, **params: Any) -> nn.Module:
+    """The architecture with seeded weights and one output channel."""
     torch.manual_seed(0)
-    return segzoo.create_model(name, preset, in_channels=in_channels, out_channels=1, **{**params, **extra})
+    return segzoo.create_model(name, preset, in_channels=in_channels, out_channels=1, **params)
 
 
 def activation_elements(model: nn.Module, in_channels: int, size: int) -> int:
@@ -196,6 +178,7 @@ def interleaved_latency(models: dict[str, nn.Module], inputs: dict[str, torch.Te
 
 
 def image(batch: int, channels_last: bool = False) -> torch.Tensor:
+    """The same seeded 3x512x512 batch for every model."""
     x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
@@ -223,13 +206,13 @@ def peak_rss_of(fn: Callable[[], Any]) -> tuple[int, int]:
     return status("VmHWM:"), before
 
 
-def plain_loop(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+def plain_loop(name: str, preset: str | None) -> dict[str, Any]:
     """A bare PyTorch loop (Adam, the bundle's loss, no data pipeline): runs its first step as the memory probe
     and warm-up, and returns the peak memory and ``plain_epoch``, which times one epoch when called."""
     train, _ = synthetic_split()
     images = torch.stack([torch.as_tensor(item["image"]) for item in train])
     labels = torch.stack([torch.as_tensor(item["label"]) for item in train])
-    net = build(name, preset, params, in_channels=1, final_activation="identity").train()
+    net = build(name, preset, in_channels=1, final_activation="identity").train()
     loss_fn = segzoo.build("loss", "dice_bce")
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     batch = TRAIN["batch_size"]
@@ -252,7 +235,7 @@ def plain_loop(name: str, preset: str | None, params: dict[str, Any]) -> dict[st
     return {"step_peak_rss_mib": peak / 2**20, "step_rss_increase_mib": (peak - before) / 2**20, "plain_epoch": epoch}
 
 
-def bundle_epoch(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, float]:
+def bundle_epoch(name: str, preset: str | None) -> dict[str, float]:
     """One epoch through the bundle (SupervisedTrainer, validation, checkpoints, MLflow), timed from the end of
     its first step to the end of the epoch's last handler, as the plain loop is."""
     from ignite.engine import Events
@@ -264,7 +247,7 @@ def bundle_epoch(name: str, preset: str | None, params: dict[str, Any]) -> dict[
         start = time.perf_counter()
         overrides = {f"synthetic#{k}": TRAIN[k] for k in ("num_images", "size")}
         workflow = ConfigWorkflow(
-            config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=1, arch=name, preset=preset, arch_params=params,
+            config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=1, arch=name, preset=preset,
             patch_size=[TRAIN["size"]] * 2, batch_size=TRAIN["batch_size"], **overrides,
         )
         workflow.initialize()
@@ -283,22 +266,26 @@ def bundle_epoch(name: str, preset: str | None, params: dict[str, Any]) -> dict[
 
 def probe(spec: str) -> None:
     """Subprocess entry: print the training figures of one architecture as JSON on the last line."""
-    name, preset, params = json.loads(spec)
-    result = plain_loop(name, preset, params)
+    name, preset = json.loads(spec)
+    result = plain_loop(name, preset)
     plain_epoch = result.pop("plain_epoch")
     before = plain_epoch()
-    result.update(bundle_epoch(name, preset, params))
+    result.update(bundle_epoch(name, preset))
     result["plain_images_per_s"] = (before + plain_epoch()) / 2  # one epoch on each side of the bundle's: load drift cancels
     print(json.dumps(result))
 
 
-def run_probe(label: str, name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    model = build(name, preset, params, in_channels=1)
+def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
+    """The training figures of one architecture from a fresh subprocess, after checking it fits in memory."""
+    model = build(name, preset, in_channels=1)
+    output = model.train()(torch.zeros(2, 1, 64, 64))
+    if not isinstance(output, torch.Tensor):
+        return {"error": f"trains on a {type(output).__name__} of outputs, which this bundle's loss does not take (it has its own bundle)"}
     activations = activation_elements(model, 1, TRAIN["size"]) * TRAIN["batch_size"]
     # saved activations + their gradients + weights, gradients and two Adam moments, in fp32
     require_memory(f"training {label}", 4 * (3 * activations + 4 * sum(p.numel() for p in model.parameters())))
     proc = subprocess.run(
-        [sys.executable, __file__, "--probe", json.dumps([name, preset, params])],
+        [sys.executable, __file__, "--probe", json.dumps([name, preset])],
         capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     if proc.returncode:
@@ -322,32 +309,36 @@ def train_step_seconds(model: nn.Module, repeats: int) -> float:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model(x).float().mean().backward()
+        model(x).mean().backward()
         optimizer.step()
 
     step()
     return median_seconds(step, repeats)
 
 
-def option_figures(rows: list[tuple[str, str, str | None, dict[str, Any]]], repeats: int, compile_models: bool) -> dict[str, dict[str, Any]]:
+def option_figures(rows: list[tuple[str, str, str | None]], repeats: int, compile_models: bool) -> dict[str, dict[str, Any]]:
     """What each CPU option changes, as a ratio to the default (inference at 512x512 batch 1, or a training step).
 
     The variants of one architecture are separate models with the same weights, timed in one interleaved loop.
     """
     figures: dict[str, dict[str, Any]] = {}
-    for label, name, preset, params in (r for r in rows if r[1] in ("unet", "pyconvunet")):
+    for label, name, preset in (r for r in rows if r[1] in ("unet", "pyconvunet")):
         log(f"options: {label}")
-        variants = {"default": build(name, preset, params).eval(), "channels_last": build(name, preset, params).eval().to(memory_format=torch.channels_last)}
+        variants = {"default": build(name, preset).eval(), "channels_last": build(name, preset).eval().to(memory_format=torch.channels_last)}
         if name == "pyconvunet":
             for impl in ("grouped", "channels_last", "merged"):
-                variants[f"pyconv_{impl}"] = build(name, preset, params).eval()
+                variants[f"pyconv_{impl}"] = build(name, preset).eval()
                 set_implementation(variants[f"pyconv_{impl}"], impl)
         inputs = {key: image(1, channels_last=key == "channels_last") for key in variants}
         latency = interleaved_latency(variants, inputs, repeats, warmup=False)
         row: dict[str, Any] = {"default_s": latency["default"], **{k: v / latency["default"] for k, v in latency.items() if k != "default"}}
         row["compile"] = compile_figures(variants["default"], repeats) if compile_models else {"skipped": "--quick"}
-        train_model = build(name, preset, params)
+        train_model = build(name, preset)
         row["train_step_s"] = train_step_seconds(train_model, repeats)
+        if name == "pyconvunet":
+            reference = build(name, preset)
+            set_implementation(reference, "grouped")
+            row["pyconv_grouped_train_step"] = train_step_seconds(reference, repeats) / row["train_step_s"]
         torch.use_deterministic_algorithms(True)
         try:
             row["deterministic_train_step"] = train_step_seconds(train_model, repeats) / row["train_step_s"]
@@ -443,12 +434,14 @@ def markdown(result: dict[str, Any]) -> str:
             return next(iter(value.values()))
         return f"{value:.2f}x" if isinstance(value, float) else str(value)
 
-    lines.append("| default (s) | " + " | ".join(f"{o['default_s']:.2f}" for o in opts) + " |")
+    lines.append("| default inference (s) | " + " | ".join(f"{o['default_s']:.2f}" for o in opts) + " |")
+    lines.append("| default training step (s) | " + " | ".join(f"{o['train_step_s']:.2f}" for o in opts) + " |")
     for key, title in [
         ("channels_last", "channels_last model and input"),
         ("pyconv_grouped", "PyConv `grouped` (reference)"),
         ("pyconv_channels_last", "PyConv `channels_last`"),
         ("pyconv_merged", "PyConv `merged` (= `auto` on CPU)"),
+        ("pyconv_grouped_train_step", "PyConv `grouped` (training step)"),
         ("compile", "torch.compile (inductor)"),
         ("deterministic_train_step", "deterministic algorithms (training step)"),
         ("autocast", "bf16/fp16 autocast"),
@@ -476,8 +469,8 @@ def main() -> None:
     rows = configurations(args.quick)
 
     log(f"inference at batch 1: {', '.join(r[0] for r in rows)}")
-    models = {label: build(name, preset, params).eval() for label, name, preset, params in rows}
-    compared = [label for label, name, _, _ in rows if name in ("unet", "pyconvunet")]
+    models = {label: build(name, preset).eval() for label, name, preset in rows}
+    compared = [label for label, name, _ in rows if name in ("unet", "pyconvunet")]
     for label, model in models.items():
         require_memory(f"inference of {label}", 4 * activation_elements(model, 3, SIZE) * (BIG_BATCH if label in compared else 1))
     sizes = {label: measure(model, 3, 64) for label, model in models.items()}  # per-pixel counts: 512^2 = 64 * 64^2
@@ -495,18 +488,18 @@ def main() -> None:
         }
         for label in models
     }
-    unet = next(label for label, name, _, _ in rows if name == "unet")
+    unet = next(label for label, name, _ in rows if name == "unet")
     result["goal"] = {
         label: {"batch1": batch1[label] / batch1[unet], "batch8": batch8[label] / batch8[unet]}
-        for label, name, _, _ in rows
+        for label, name, _ in rows
         if name == "pyconvunet"
     }
     del models
 
     result["training"] = {}
-    for label, name, preset, params in rows:
+    for label, name, preset in rows:
         log(f"training probe: {label}")
-        result["training"][label] = run_probe(label, name, preset, params)
+        result["training"][label] = run_probe(label, name, preset)
     result["options"] = option_figures(rows, repeats, compile_models=not args.quick)
     result["machine"]["load_average_end"] = os.getloadavg()
     result["seconds"] = time.perf_counter() - started

@@ -36,12 +36,13 @@ def cpu_ms(module: nn.Module, x: torch.Tensor, repeats: int = 3) -> float:
 
 def distinct_layers(net: nn.Module) -> list[tuple[PyConv, int]]:
     """One (PyConv, input size) per distinct shape of the network, in network order."""
-    seen: dict[tuple, tuple[PyConv, int]] = {}
-    handles = [
-        m.register_forward_hook(lambda m, a, out: seen.setdefault((m.levels[0].in_channels, sum(m.level_out), a[0].shape[-1]), (m, a[0].shape[-1])))
-        for m in net.modules()
-        if isinstance(m, PyConv)
-    ]
+    seen: dict[tuple[int, int, int], tuple[PyConv, int]] = {}
+
+    def record(block: PyConv, args: tuple, out: torch.Tensor) -> None:
+        size = args[0].shape[-1]
+        seen.setdefault((block.levels[0].in_channels, sum(block.level_out), size), (block, size))
+
+    handles = [m.register_forward_hook(record) for m in net.modules() if isinstance(m, PyConv)]
     with torch.no_grad():
         net.eval()(torch.zeros(1, 3, 64, 64))
     for h in handles:
