@@ -160,7 +160,9 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
 
 
 @torch.no_grad()
-def interleaved_latency(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], repeats: int, warmup: bool = True) -> dict[str, float]:
+def interleaved_latency(
+    models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], repeats: int, warmup: bool = True
+) -> dict[str, float]:
     """Median seconds per forward of each model, timed round-robin so load changes hit all alike.
 
     ``warmup=False`` saves a run where a slow first call is already excluded by the median (3 repeats or more).
@@ -194,6 +196,7 @@ def synthetic_split() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def peak_rss_of(fn: Callable[[], Any]) -> tuple[int, int]:
     """(peak resident bytes while ``fn`` ran, resident bytes before): Linux's peak counter is reset first
     (``/proc/self/clear_refs``), so what the process did earlier does not mask this peak."""
+
     def status(field: str) -> int:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field):
@@ -237,7 +240,8 @@ def plain_loop(name: str, preset: str | None) -> dict[str, Any]:
 
 def bundle_epoch(name: str, preset: str | None) -> dict[str, float]:
     """One epoch through the bundle (SupervisedTrainer, validation, checkpoints, MLflow), timed from the end of
-    its first step to the end of the epoch's last handler, as the plain loop is."""
+    its first step to the end of the epoch's last handler, as the plain loop is; also split into the steps
+    (engine and data pipeline) and the epoch-end handlers (validation, checkpoints, MLflow)."""
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
@@ -247,19 +251,30 @@ def bundle_epoch(name: str, preset: str | None) -> dict[str, float]:
         start = time.perf_counter()
         overrides = {f"synthetic#{k}": TRAIN[k] for k in ("num_images", "size")}
         workflow = ConfigWorkflow(
-            config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=1, arch=name, preset=preset,
-            patch_size=[TRAIN["size"]] * 2, batch_size=TRAIN["batch_size"], **overrides,
+            config_file=str(TRAIN_CONFIG),
+            workflow_type="train",
+            epochs=1,
+            arch=name,
+            preset=preset,
+            patch_size=[TRAIN["size"]] * 2,
+            batch_size=TRAIN["batch_size"],
+            **overrides,
         )
         workflow.initialize()
         trainer = workflow.parser.get_parsed_content("train#trainer")
         marks: dict[str, float] = {}
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=1), lambda _: marks.setdefault("first_step", time.perf_counter()))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=1), lambda _: marks.setdefault("first_step", time.perf_counter())
+        )
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: marks.update(last_step=time.perf_counter()))
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: marks.setdefault("epoch", time.perf_counter()))
         workflow.run()
         end = time.perf_counter()
         timed_images = trainer.state.epoch_length * TRAIN["batch_size"] - TRAIN["batch_size"]
         return {
             "bundle_images_per_s": timed_images / (marks["epoch"] - marks["first_step"]),
+            "bundle_steps_images_per_s": timed_images / (marks["last_step"] - marks["first_step"]),
+            "bundle_epoch_end_s": marks["epoch"] - marks["last_step"],
             "bundle_fixed_s": (marks["first_step"] - start) + (end - marks["epoch"]),
         }
 
@@ -280,13 +295,18 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
     model = build(name, preset, in_channels=1)
     output = model.train()(torch.zeros(2, 1, 64, 64))
     if not isinstance(output, torch.Tensor):
-        return {"error": f"trains on a {type(output).__name__} of outputs, which this bundle's loss does not take (it has its own bundle)"}
+        return {
+            "error": f"trains on a {type(output).__name__} of outputs, which this bundle's loss does not take (it has its own)"
+        }
     activations = activation_elements(model, 1, TRAIN["size"]) * TRAIN["batch_size"]
     # saved activations + their gradients + weights, gradients and two Adam moments, in fp32
     require_memory(f"training {label}", 4 * (3 * activations + 4 * sum(p.numel() for p in model.parameters())))
     proc = subprocess.run(
         [sys.executable, __file__, "--probe", json.dumps([name, preset])],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     if proc.returncode:
         killed = " (killed: out of memory?)" if proc.returncode in (-9, 137) else ""
@@ -324,14 +344,20 @@ def option_figures(rows: list[tuple[str, str, str | None]], repeats: int, compil
     figures: dict[str, dict[str, Any]] = {}
     for label, name, preset in (r for r in rows if r[1] in ("unet", "pyconvunet")):
         log(f"options: {label}")
-        variants = {"default": build(name, preset).eval(), "channels_last": build(name, preset).eval().to(memory_format=torch.channels_last)}
+        variants = {
+            "default": build(name, preset).eval(),
+            "channels_last": build(name, preset).eval().to(memory_format=torch.channels_last),
+        }
         if name == "pyconvunet":
             for impl in ("grouped", "channels_last", "merged"):
                 variants[f"pyconv_{impl}"] = build(name, preset).eval()
                 set_implementation(variants[f"pyconv_{impl}"], impl)
         inputs = {key: image(1, channels_last=key == "channels_last") for key in variants}
         latency = interleaved_latency(variants, inputs, repeats, warmup=False)
-        row: dict[str, Any] = {"default_s": latency["default"], **{k: v / latency["default"] for k, v in latency.items() if k != "default"}}
+        row: dict[str, Any] = {
+            "default_s": latency["default"],
+            **{k: v / latency["default"] for k, v in latency.items() if k != "default"},
+        }
         row["compile"] = compile_figures(variants["default"], repeats) if compile_models else {"skipped": "--quick"}
         train_model = build(name, preset)
         row["train_step_s"] = train_step_seconds(train_model, repeats)
@@ -371,71 +397,80 @@ def compile_figures(model: nn.Module, repeats: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown table lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def option_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):  # torch.compile: its ratio and compile time, or why it did not run
+        return f"{value['ratio']:.2f}x (compiling {value['compile_s']:.0f} s)" if "ratio" in value else next(iter(value.values()))
+    return f"{value:.2f}x" if isinstance(value, float) else str(value)
+
+
 def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
+    m, t = result["machine"], TRAIN
+    mm_gmacs = result["matmul_gflops"] / 2
     lines = [
         f"# segzoo CPU benchmark ({result['date']})",
         "",
-        (f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; torch {m['torch']}, MONAI {m['monai']}; "
-        f"load average {m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end. "
-        f"fp32 torch.mm: **{result['matmul_gflops']:.0f} GFLOP/s** = {result['matmul_gflops'] / 2:.0f} GMAC/s. "
-        f"Total time {result['seconds'] / 60:.1f} min{' (--quick)' if result['quick'] else ''}."),
+        f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; "
+        f"torch {m['torch']}, MONAI {m['monai']}; load average {m['load_average_start'][0]:.1f} at start, "
+        f"{m['load_average_end'][0]:.1f} at end. fp32 torch.mm: **{result['matmul_gflops']:.0f} GFLOP/s** "
+        f"= {mm_gmacs:.0f} GMAC/s. "
+        f"Total time {result['seconds'] / 60:.1f} min{' (--quick)' if result['quick'] else ''}.",
         "",
         f"## Inference, 3x{SIZE}x{SIZE} -> 1 channel (median of {result['repeats']}, interleaved)",
         "",
-        "| architecture | params (M) | GMac | batch 1 (s) | GMac/s | % of mm | batch 8 (s) | batch 8 img/s |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    mm_gmacs = result["matmul_gflops"] / 2
+    rows = []
     for label, row in result["architectures"].items():
         rate = row["gmac"] / row["batch1_s"]
-        b8 = (f"{row['batch8_s']:.2f} | {BIG_BATCH / row['batch8_s']:.2f}") if "batch8_s" in row else "- | -"
-        lines.append(f"| {label} | {row['params_m']:.2f} | {row['gmac']:.2f} | {row['batch1_s']:.2f} | {rate:.1f} | {100 * rate / mm_gmacs:.0f} | {b8} |")
-    lines += ["", f"## PyConvU-Net / U-Net inference time (goal <= {GOAL})", "", "| configuration | batch 1 | batch 8 | goal met |", "|---|---|---|---|"]
-    for label, ratio in result["goal"].items():
-        met = all(v <= GOAL for v in ratio.values())
-        lines.append(f"| {label} | {ratio['batch1']:.2f} | {ratio.get('batch8', float('nan')):.2f} | {'yes' if met else 'no'} |")
-    t = TRAIN
+        big = [f"{row['batch8_s']:.2f}", f"{BIG_BATCH / row['batch8_s']:.2f}"] if "batch8_s" in row else ["-", "-"]
+        sizes = [f"{row['params_m']:.2f}", f"{row['gmac']:.2f}", f"{row['batch1_s']:.2f}"]
+        rows.append([label, *sizes, f"{rate:.1f}", f"{100 * rate / mm_gmacs:.0f}", *big])
+    lines += table(
+        ["architecture", "params (M)", "GMac", "batch 1 (s)", "GMac/s", "% of mm", "batch 8 (s)", "batch 8 img/s"], rows
+    )
+
+    lines += ["", f"## PyConvU-Net / U-Net inference time (goal <= {GOAL})", ""]
+    rows = [
+        [label, f"{r['batch1']:.2f}", f"{r['batch8']:.2f}", "yes" if max(r.values()) <= GOAL else "no"]
+        for label, r in result["goal"].items()
+    ]
+    lines += table(["configuration", "batch 1", "batch 8", "goal met"], rows)
+
     lines += [
         "",
-        f"## Training: {t['num_images']} synthetic {t['size']}x{t['size']} images (16 train, 4 validation), batch {t['batch_size']}, 1 -> 1 channel",
+        f"## Training: {t['num_images']} synthetic {t['size']}x{t['size']} images (16 train, 4 validation), "
+        f"batch {t['batch_size']}, 1 -> 1 channel",
         "",
-        ("Peak memory: resident set of a fresh process during its first training step (the increase over the process before it in brackets). "
-        "Throughput: images/s after the first step; the bundle's epoch includes validation, checkpoints and MLflow; "
-        "overhead = plain img/s / bundle img/s. Fixed: the bundle's set-up before the first step and work after the epoch."),
+        "Peak memory: resident set of a fresh process during its first training step (in brackets, the increase over the "
+        "process before it). Throughput: images/s after the first step; the bundle's epoch includes validation, checkpoints "
+        "and MLflow; overhead = plain img/s / bundle img/s; steps only: the bundle's steps without the epoch-end handlers "
+        "(validation, checkpoints, MLflow). Fixed: the bundle's set-up before the first step and its work after the epoch.",
         "",
-        "| architecture | step peak RSS (MiB) | plain loop img/s | bundle img/s | bundle overhead | bundle fixed (s) |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for label, row in result["training"].items():
         if "error" in row:
-            lines.append(f"| {label} | {row['error']} | | | | |")
+            rows.append([label, row["error"], *[""] * 6])
             continue
-        lines.append(
-            f"| {label} | {row['step_peak_rss_mib']:.0f} (+{row['step_rss_increase_mib']:.0f}) | {row['plain_images_per_s']:.2f} | "
-            f"{row['bundle_images_per_s']:.2f} | {row['bundle_overhead']:.2f}x | {row['bundle_fixed_s']:.1f} |"
-        )
-    lines += [
-        "",
-        f"## CPU options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)",
-        "",
-        "| option | " + " | ".join(result["options"]) + " |",
-        "|---|" + "---|" * len(result["options"]),
+        memory = f"{row['step_peak_rss_mib']:.0f} (+{row['step_rss_increase_mib']:.0f})"
+        speeds = [f"{row[k]:.2f}" for k in ("plain_images_per_s", "bundle_images_per_s")]
+        bundle = [f"{row['bundle_overhead']:.2f}x", f"{row['bundle_steps_images_per_s']:.2f}", f"{row['bundle_epoch_end_s']:.1f}"]
+        rows.append([label, memory, *speeds, *bundle, f"{row['bundle_fixed_s']:.1f}"])
+    header = ["architecture", "step peak RSS (MiB)", "plain loop img/s", "bundle img/s", "bundle overhead"]
+    lines += table([*header, "bundle steps only img/s", "epoch-end handlers (s)", "bundle fixed (s)"], rows)
+
+    lines += ["", f"## CPU options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
+    opts = list(result["options"].values())
+    rows = [
+        ["default inference (s)", *(f"{o['default_s']:.2f}" for o in opts)],
+        ["default training step (s)", *(f"{o['train_step_s']:.2f}" for o in opts)],
     ]
-    opts = result["options"].values()
-
-    def cell(row: dict[str, Any], key: str) -> str:
-        value = row.get(key)
-        if value is None:
-            return "-"
-        if isinstance(value, dict):
-            if "ratio" in value:
-                return f"{value['ratio']:.2f}x (compiling {value['compile_s']:.0f} s)"
-            return next(iter(value.values()))
-        return f"{value:.2f}x" if isinstance(value, float) else str(value)
-
-    lines.append("| default inference (s) | " + " | ".join(f"{o['default_s']:.2f}" for o in opts) + " |")
-    lines.append("| default training step (s) | " + " | ".join(f"{o['train_step_s']:.2f}" for o in opts) + " |")
     for key, title in [
         ("channels_last", "channels_last model and input"),
         ("pyconv_grouped", "PyConv `grouped` (reference)"),
@@ -446,13 +481,16 @@ def markdown(result: dict[str, Any]) -> str:
         ("deterministic_train_step", "deterministic algorithms (training step)"),
         ("autocast", "bf16/fp16 autocast"),
     ]:
-        lines.append(f"| {title} | " + " | ".join(cell(o, key) for o in opts) + " |")
+        rows.append([title, *(option_cell(o.get(key)) for o in opts)])
+    lines += table(["option", *result["options"]], rows)
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="unet and pyconvunet only, 2 repeats, no torch.compile (about 3 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="unet and pyconvunet only, 2 repeats, no torch.compile (about 3 minutes)"
+    )
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -460,10 +498,17 @@ def main() -> None:
         return
     started = time.perf_counter()
     if os.getloadavg()[0] > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        log(f"the machine is busy (load {os.getloadavg()[0]:.1f}): with OpenMP's default spin-waiting, a busy core slows "
-            "many-kernel networks far more than others; OMP_WAIT_POLICY=PASSIVE keeps the ratios meaningful (docs/performance.md)")
+        log(
+            f"the machine is busy (load {os.getloadavg()[0]:.1f}): with OpenMP's default spin-waiting, a busy core slows "
+            "many-kernel networks far more than others; OMP_WAIT_POLICY=PASSIVE keeps the ratios meaningful (docs/performance.md)"
+        )
     repeats = 2 if args.quick else 3
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "repeats": repeats, "machine": machine()}
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "quick": args.quick,
+        "repeats": repeats,
+        "machine": machine(),
+    }
     log("matmul rate")
     result["matmul_gflops"] = matmul_gflops()
     rows = configurations(args.quick)

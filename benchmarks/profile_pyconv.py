@@ -52,7 +52,8 @@ def distinct_layers(net: nn.Module) -> list[tuple[PyConv, int]]:
 
 def layer_table(net: nn.Module) -> list[str]:
     rows = [
-        "| layer (in -> out @ size) | groups | plan | GMac | grouped NCHW (ms) | channels_last (ms) | merged (ms) | dense 3x3 (ms) |",
+        "| layer (in -> out @ size) | groups | plan | GMac | grouped NCHW (ms) | channels_last (ms) | merged (ms) "
+        "| dense 3x3 (ms) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for block, size in distinct_layers(net):
@@ -83,7 +84,9 @@ def op_summary(net: nn.Module, rows: int = 6) -> list[str]:
             net(x)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [f"| {e.key} | {e.self_cpu_time_total / 1000:.0f} | {100 * e.self_cpu_time_total / total:.0f}% |" for e in events[:rows]]
+    return [
+        f"| {e.key} | {e.self_cpu_time_total / 1000:.0f} | {100 * e.self_cpu_time_total / total:.0f}% |" for e in events[:rows]
+    ]
 
 
 def main() -> None:

@@ -42,14 +42,16 @@ def test_fast_implementations_match_the_reference_forward_and_backward(config: t
     fast.load_state_dict(reference.state_dict())
     x = torch.randn(2, cin, *[11] * dims)
     grad_out = torch.randn(2, cout, *[11] * dims)
-    for got, want in zip(output_and_gradients(fast, x, grad_out), output_and_gradients(reference, x, grad_out)):
+    for got, want in zip(output_and_gradients(fast, x, grad_out), output_and_gradients(reference, x, grad_out), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("impl", FAST)
 def test_checkpoint_format_does_not_depend_on_the_implementation(impl: str) -> None:
     def shapes(implementation: str) -> dict[str, tuple[int, ...]]:
-        block = segzoo.build("block", "pyconv", in_channels=32, out_channels=32, groups=[8, 16, 32, 32], implementation=implementation)
+        block = segzoo.build(
+            "block", "pyconv", in_channels=32, out_channels=32, groups=[8, 16, 32, 32], implementation=implementation
+        )
         return {k: tuple(v.shape) for k, v in block.state_dict().items()}
 
     assert shapes(impl) == shapes("grouped") == {f"levels.{z}.weight": (8, 4, k, k) for z, k in enumerate([3, 5, 7, 9])}
@@ -57,7 +59,13 @@ def test_checkpoint_format_does_not_depend_on_the_implementation(impl: str) -> N
 
 def test_a_network_trained_with_one_implementation_runs_with_another() -> None:
     """A small PyConvU-Net whose every stage merges levels: one training step's gradients, then a reload, agree."""
-    params = {"in_channels": 1, "base_channels": 16, "depth": 2, "pyramids": [{"groups": [4, 8, 16, 16]}], "final_activation": "identity"}
+    params = {
+        "in_channels": 1,
+        "base_channels": 16,
+        "depth": 2,
+        "pyramids": [{"groups": [4, 8, 16, 16]}],
+        "final_activation": "identity",
+    }
     net = segzoo.create_model("pyconvunet", **params)
     x, target = torch.randn(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
     gradients = {}
@@ -66,7 +74,7 @@ def test_a_network_trained_with_one_implementation_runs_with_another() -> None:
         net.zero_grad()
         nn.functional.mse_loss(net(x), target).backward()
         gradients[impl] = [p.grad.clone() for p in net.parameters()]
-    for got, want in zip(gradients["merged"], gradients["grouped"]):
+    for got, want in zip(gradients["merged"], gradients["grouped"], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
     reloaded = segzoo.create_model("pyconvunet", **params).eval()
     reloaded.load_state_dict(net.state_dict())
