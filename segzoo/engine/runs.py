@@ -116,4 +116,6 @@ def prepare_network(network: torch.nn.Module, device: torch.device | str, channe
     Checkpoints are unaffected: state dicts hold the same tensors either way.
     """
     network = network.to(device, memory_format=torch.channels_last) if as_flag(channels_last, "channels_last") else network.to(device)
-    return torch.compile(network) if as_flag(compile, "compile") else network
+    if as_flag(compile, "compile"):
+        network.compile()  # in place: the state dict keeps its keys, so checkpoints load without torch.compile
+    return network
