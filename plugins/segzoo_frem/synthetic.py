@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from segzoo.data.synthetic import render_cells
+from segzoo.data.synthetic import default_cell_count, render_cells
 from segzoo.registry import Params
 
 CLASS_NAMES = ("background", "membrane", "mitochondria", "synapse")
@@ -60,7 +60,7 @@ def _synapses(membrane: np.ndarray, count: int, rng: np.random.Generator) -> np.
 def synthetic_em(num_images: int = 20, size: int = 512, channels: int = 1, cells: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     """Items ``{"image": (C, H, W), "label": (1, H, W) class indices, "name"}``, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
-    cells = cells or max(4, (size // 24) ** 2)
+    cells = cells or default_cell_count(size)
     items = []
     for i in range(num_images):
         image, interior = render_cells(size, cells, rng)

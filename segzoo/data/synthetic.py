@@ -43,10 +43,15 @@ def render_cells(size: int, cells: int, rng: np.random.Generator) -> tuple[np.nd
     return np.clip(image, 0, 1).astype(np.float32), interior.astype(np.float32)
 
 
+def default_cell_count(size: int) -> int:
+    """One cell per 24x24 pixels, the density of ISBI 2012's slices at 512x512."""
+    return max(4, (size // 24) ** 2)
+
+
 def synthetic_cells(num_images: int = 40, size: int = 256, channels: int = 1, cells: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     """Items ``{"image": (C, H, W), "label": (1, H, W), "name": str}``, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
-    cells = cells or max(4, (size // 24) ** 2)
+    cells = cells or default_cell_count(size)
     items = []
     for i in range(num_images):
         image, mask = render_cells(size, cells, rng)
