@@ -6,9 +6,9 @@ medians; figures meant for comparison (PyConvU-Net vs U-Net) are ratios of runs 
 so a machine that gets busier during the run moves both sides. The load average at start and end is
 recorded: on a shared machine, read the ratios, not the seconds.
 
-A training probe runs in a subprocess per architecture (``--probe``): the peak resident memory of one
-training step, then the images/s of a plain PyTorch loop and of the bundle's trainer on the same
-synthetic data, model and batch size.
+A training probe (``training_overhead.py``) runs in a fresh process per architecture: the peak resident memory
+of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer doing the same
+work on the bundle's default data.
 """
 
 from __future__ import annotations
@@ -31,16 +31,15 @@ from torch import nn
 
 import segzoo
 from segzoo.complexity import measure
-from segzoo.data import split
 from segzoo_pyconvunet.pyconv import set_implementation
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
-TRAIN_CONFIG = ROOT / "bundles" / "pyconvunet" / "configs" / "train.json"
 SIZE = 512  # inference images: 3 x 512 x 512, as Table 3 counts
 BIG_BATCH = 8
-TRAIN = {"num_images": 20, "size": 128, "batch_size": 4}  # 16 train / 4 validation images, 4 steps per epoch
+TRAIN = {"size": 128, "batch_size": 5}  # the bundle's default patch and batch (training steps, memory checks)
 GOAL = 0.5  # PyConvU-Net inference time / U-Net inference time
+OVERHEAD_GOAL = 1.05  # bundle epoch time / plain-loop epoch time
 
 
 def log(message: str) -> None:
@@ -188,110 +187,9 @@ def image(batch: int, channels_last: bool = False) -> torch.Tensor:
 # ---------------------------------------------------------------- training probe (subprocess)
 
 
-def synthetic_split() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    items = segzoo.build("dataset", "synthetic_cells", num_images=TRAIN["num_images"], size=TRAIN["size"], channels=1, seed=0)
-    return split(items, "train", 0.2, 0), split(items, "val", 0.2, 0)
-
-
-def peak_rss_of(fn: Callable[[], Any]) -> tuple[int, int]:
-    """(peak resident bytes while ``fn`` ran, resident bytes before): Linux's peak counter is reset first
-    (``/proc/self/clear_refs``), so what the process did earlier does not mask this peak."""
-
-    def status(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no {field} in /proc/self/status")
-
-    Path("/proc/self/clear_refs").write_text("5")
-    before = status("VmRSS:")
-    fn()
-    return status("VmHWM:"), before
-
-
-def plain_loop(name: str, preset: str | None) -> dict[str, Any]:
-    """A bare PyTorch loop (Adam, the bundle's loss, no data pipeline): runs its first step as the memory probe
-    and warm-up, and returns the peak memory and ``plain_epoch``, which times one epoch when called."""
-    train, _ = synthetic_split()
-    images = torch.stack([torch.as_tensor(item["image"]) for item in train])
-    labels = torch.stack([torch.as_tensor(item["label"]) for item in train])
-    net = build(name, preset, in_channels=1, final_activation="identity").train()
-    loss_fn = segzoo.build("loss", "dice_bce")
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    batch = TRAIN["batch_size"]
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    batches = [order[i : i + batch] for i in range(0, len(train), batch)]
-
-    def step(index: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(net(images[index]), labels[index]).backward()
-        optimizer.step()
-
-    def epoch() -> float:
-        """images/s of the steps after the first, as the bundle is timed."""
-        start = time.perf_counter()
-        for index in batches[1:]:
-            step(index)
-        return sum(len(b) for b in batches[1:]) / (time.perf_counter() - start)
-
-    peak, before = peak_rss_of(lambda: step(batches[0]))
-    return {"step_peak_rss_mib": peak / 2**20, "step_rss_increase_mib": (peak - before) / 2**20, "plain_epoch": epoch}
-
-
-def bundle_epoch(name: str, preset: str | None) -> dict[str, float]:
-    """One epoch through the bundle (SupervisedTrainer, validation, checkpoints, MLflow), timed from the end of
-    its first step to the end of the epoch's last handler, as the plain loop is; also split into the steps
-    (engine and data pipeline) and the epoch-end handlers (validation, checkpoints, MLflow)."""
-    from ignite.engine import Events
-    from monai.bundle import ConfigWorkflow
-
-    with tempfile.TemporaryDirectory(prefix="segzoo-bench-") as tmp:
-        os.chdir(tmp)  # the bundle writes ./runs
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        start = time.perf_counter()
-        overrides = {f"synthetic#{k}": TRAIN[k] for k in ("num_images", "size")}
-        workflow = ConfigWorkflow(
-            config_file=str(TRAIN_CONFIG),
-            workflow_type="train",
-            epochs=1,
-            arch=name,
-            preset=preset,
-            patch_size=[TRAIN["size"]] * 2,
-            batch_size=TRAIN["batch_size"],
-            **overrides,
-        )
-        workflow.initialize()
-        trainer = workflow.parser.get_parsed_content("train#trainer")
-        marks: dict[str, float] = {}
-        trainer.add_event_handler(
-            Events.ITERATION_COMPLETED(once=1), lambda _: marks.setdefault("first_step", time.perf_counter())
-        )
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: marks.update(last_step=time.perf_counter()))
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: marks.setdefault("epoch", time.perf_counter()))
-        workflow.run()
-        end = time.perf_counter()
-        timed_images = trainer.state.epoch_length * TRAIN["batch_size"] - TRAIN["batch_size"]
-        return {
-            "bundle_images_per_s": timed_images / (marks["epoch"] - marks["first_step"]),
-            "bundle_steps_images_per_s": timed_images / (marks["last_step"] - marks["first_step"]),
-            "bundle_epoch_end_s": marks["epoch"] - marks["last_step"],
-            "bundle_fixed_s": (marks["first_step"] - start) + (end - marks["epoch"]),
-        }
-
-
-def probe(spec: str) -> None:
-    """Subprocess entry: print the training figures of one architecture as JSON on the last line."""
-    name, preset = json.loads(spec)
-    result = plain_loop(name, preset)
-    plain_epoch = result.pop("plain_epoch")
-    before = plain_epoch()
-    result.update(bundle_epoch(name, preset))
-    result["plain_images_per_s"] = (before + plain_epoch()) / 2  # one epoch on each side of the bundle's: load drift cancels
-    print(json.dumps(result))
-
-
 def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
-    """The training figures of one architecture from a fresh subprocess, after checking it fits in memory."""
+    """The training figures of one architecture (``training_overhead.py``) from a fresh process, after checking
+    that it fits in memory."""
     model = build(name, preset, in_channels=1)
     output = model.train()(torch.zeros(2, 1, 64, 64))
     if not isinstance(output, torch.Tensor):
@@ -299,10 +197,10 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
             "error": f"trains on a {type(output).__name__} of outputs, which this bundle's loss does not take (it has its own)"
         }
     activations = activation_elements(model, 1, TRAIN["size"]) * TRAIN["batch_size"]
-    # saved activations + their gradients + weights, gradients and two Adam moments, in fp32
-    require_memory(f"training {label}", 4 * (3 * activations + 4 * sum(p.numel() for p in model.parameters())))
+    # saved activations + their gradients + weights, gradients, two Adam moments and a checkpoint snapshot, in fp32
+    require_memory(f"training {label}", 4 * (3 * activations + 5 * sum(p.numel() for p in model.parameters())))
     proc = subprocess.run(
-        [sys.executable, __file__, "--probe", json.dumps([name, preset])],
+        [sys.executable, str(Path(__file__).with_name("training_overhead.py")), json.dumps([name, preset])],
         capture_output=True,
         text=True,
         check=False,
@@ -313,9 +211,7 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
         log(f"training probe of {label} failed with code {proc.returncode}{killed}: {tail[0]}")
         return {"error": f"exit {proc.returncode}{killed}: {tail[0][:200]}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["bundle_overhead"] = result["plain_images_per_s"] / result["bundle_images_per_s"]
-    return result
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- options
@@ -442,15 +338,18 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     lines += table(["configuration", "batch 1", "batch 8", "goal met"], rows)
 
+    probes = [row for row in result["training"].values() if "error" not in row]
+    shape = probes[0] if probes else {"images_per_epoch": "?", "batch_size": "?", "steps_per_epoch": "?", "timed_epochs": "?"}
     lines += [
         "",
-        f"## Training: {t['num_images']} synthetic {t['size']}x{t['size']} images (16 train, 4 validation), "
-        f"batch {t['batch_size']}, 1 -> 1 channel",
+        f"## Training through the bundle vs a plain PyTorch loop (goal: overhead <= {OVERHEAD_GOAL})",
         "",
-        "Peak memory: resident set of a fresh process during its first training step (in brackets, the increase over the "
-        "process before it). Throughput: images/s after the first step; the bundle's epoch includes validation, checkpoints "
-        "and MLflow; overhead = plain img/s / bundle img/s; steps only: the bundle's steps without the epoch-end handlers "
-        "(validation, checkpoints, MLflow). Fixed: the bundle's set-up before the first step and its work after the epoch.",
+        f"The bundle's default data ({shape['images_per_epoch']} training images of {t['size']}x{t['size']}, batch "
+        f"{shape['batch_size']}, {shape['steps_per_epoch']} steps and a validation per epoch); epochs timed: "
+        f"{shape['timed_epochs']} per side after a warm-up, plain / bundle / plain. Both sides train, validate with "
+        "the same sliding windows and metrics, and save network and optimizer every epoch (benchmarks/training_overhead.py). "
+        "Peak memory: resident set during the first training step of a fresh process (in brackets, the increase). "
+        "Data wait: the time the bundle's steps waited for a batch. Fixed: the bundle's set-up and its end of run.",
         "",
     ]
     rows = []
@@ -459,11 +358,11 @@ def markdown(result: dict[str, Any]) -> str:
             rows.append([label, row["error"], *[""] * 6])
             continue
         memory = f"{row['step_peak_rss_mib']:.0f} (+{row['step_rss_increase_mib']:.0f})"
-        speeds = [f"{row[k]:.2f}" for k in ("plain_images_per_s", "bundle_images_per_s")]
-        bundle = [f"{row['bundle_overhead']:.2f}x", f"{row['bundle_steps_images_per_s']:.2f}", f"{row['bundle_epoch_end_s']:.1f}"]
-        rows.append([label, memory, *speeds, *bundle, f"{row['bundle_fixed_s']:.1f}"])
-    header = ["architecture", "step peak RSS (MiB)", "plain loop img/s", "bundle img/s", "bundle overhead"]
-    lines += table([*header, "bundle steps only img/s", "epoch-end handlers (s)", "bundle fixed (s)"], rows)
+        wait = f"{row['data_wait_ms_per_step']:.1f} ({100 * row['data_wait_ms_per_step'] / 1000 / (row['bundle_epoch_s'] / row['steps_per_epoch']):.1f}%)"
+        overhead = f"{row['bundle_overhead']:.3f}x"
+        rows.append([label, memory, f"{row['plain_epoch_s']:.2f}", f"{row['bundle_epoch_s']:.2f}", overhead, wait, f"{row['bundle_fixed_s']:.1f}"])
+    header = ["architecture", "step peak RSS (MiB)", "plain epoch (s)", "bundle epoch (s)", "bundle overhead"]
+    lines += table([*header, "data wait per step, ms (% of step)", "bundle fixed (s)"], rows)
 
     lines += ["", f"## CPU options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
     opts = list(result["options"].values())
@@ -491,11 +390,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="unet and pyconvunet only, 2 repeats, no torch.compile (about 3 minutes)"
     )
-    parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.probe:
-        probe(args.probe)
-        return
     started = time.perf_counter()
     if os.getloadavg()[0] > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         log(

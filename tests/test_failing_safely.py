@@ -87,6 +87,37 @@ def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
 
+def test_the_last_checkpoint_is_written_in_the_background_and_complete_when_training_ends(tmp_path: Path) -> None:
+    from monai.engines import SupervisedTrainer
+
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)
+    optimizer = torch.optim.Adam(network.parameters())
+    data = [{"image": torch.randn(1, 1, 8, 8), "label": torch.rand(1, 1, 8, 8)} for _ in range(2)]
+    checkpoint = LastCheckpoint(str(tmp_path), network, optimizer)
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=3, train_data_loader=data, network=network,
+                                optimizer=optimizer, loss_function=torch.nn.functional.mse_loss, train_handlers=[checkpoint])
+    trainer.run()
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert _epochs_done(tmp_path / "last.pt") == 3
+    torch.testing.assert_close(saved["model"]["weight"], network.weight.detach())  # the final weights, not a stale snapshot
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_path: Path) -> None:
+    from monai.engines import SupervisedTrainer
+
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    (tmp_path / "last.tmp").mkdir()  # the temporary file's name is taken by a folder: torch.save fails
+    data = [{"image": torch.randn(1, 1, 8, 8), "label": torch.rand(1, 1, 8, 8)}]
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=2, train_data_loader=data, network=network,
+                                optimizer=optimizer, loss_function=torch.nn.functional.mse_loss,
+                                train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer)])
+    with pytest.raises(segzoo.SegzooError, match=f"could not write the checkpoint {tmp_path / 'last.pt'}"):
+        trainer.run()
+
+
 def test_an_empty_dataset_folder_stops_before_training_naming_it(tmp_path: Path) -> None:
     (tmp_path / "data" / "train" / "images").mkdir(parents=True)
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--dataset_dir",

@@ -115,3 +115,12 @@ def test_unknown_implementation_is_a_clear_error() -> None:
         segzoo.build("block", "pyconv", in_channels=8, out_channels=8, implementation="fft")
     with pytest.raises(ValueError, match="one of auto, grouped, channels_last, merged"):
         set_implementation(PyConv(8, 8), "fft")
+
+
+def test_the_implementation_is_a_config_choice_of_the_architecture() -> None:
+    """``--arch_params "{'implementation': 'grouped'}"`` reaches every PyConv; a misspelt one names the field."""
+    net = segzoo.build("architecture", "pyconvunet", "paper", implementation="grouped")
+    assert {m.implementation for m in net.modules() if isinstance(m, PyConv)} == {"grouped"}
+    assert {m.implementation for m in segzoo.create_model("pyconvunet", "paper").modules() if isinstance(m, PyConv)} == {"auto"}
+    with pytest.raises(segzoo.ComponentParamsError, match="implementation"):
+        segzoo.build("architecture", "pyconvunet", "paper", implementation="fastest")

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import segzoo
 from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton
-from segzoo_pyconvunet.pyconv import PyConv
+from segzoo_pyconvunet.pyconv import Implementation, PyConv
 
 CITATION = "Li C, Fan Y, Cai X. PyConvU-Net: a lightweight and multiscale network for biomedical image segmentation. BMC Bioinformatics 22, 14 (2021)"
 
@@ -26,6 +26,11 @@ class PyConvUNetParams(EncoderDecoderParams):
     pyramids: list[Pyramid] = Field(
         default_factory=lambda: [Pyramid()],
         description="one pyramid for every level, or one per level (depth + 1), shallowest first; decoder stages reuse their level's",
+    )
+    implementation: Implementation = Field(
+        "auto",
+        description="how every PyConv is computed (same result, same weights): grouped (reference), channels_last, merged, "
+        "or auto (merged on CPU, grouped on GPU)",
     )
 
     @model_validator(mode="after")
@@ -81,6 +86,7 @@ def pyconvunet(
     base_channels: int,
     depth: int,
     pyramids: list[Pyramid],
+    implementation: Implementation,
     spatial_dims: int,
     final_activation: str,
 ) -> UNetSkeleton:
@@ -88,7 +94,7 @@ def pyconvunet(
 
     def make_stage(cin: int, cout: int, level: int) -> DoubleConv:
         p = per_level[level]
-        conv = partial(PyConv, kernels=p.kernels, groups=p.groups, shares=p.shares, spatial_dims=spatial_dims)
+        conv = partial(PyConv, kernels=p.kernels, groups=p.groups, shares=p.shares, spatial_dims=spatial_dims, implementation=implementation)
         return DoubleConv(cin, cout, conv, spatial_dims)
 
     channels = [base_channels * 2**i for i in range(depth + 1)]

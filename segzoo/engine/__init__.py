@@ -8,6 +8,8 @@ from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOn
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
+    amp_kwargs,
+    as_flag,
     inference_items,
     latest_checkpoint,
     load_checkpoint,
@@ -29,6 +31,8 @@ __all__ = [
     "MaskWriter",
     "MetricsCSVWriter",
     "ProgressBar",
+    "amp_kwargs",
+    "as_flag",
     "check_components",
     "check_overrides",
     "check_params",

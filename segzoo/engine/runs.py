@@ -26,6 +26,16 @@ def as_flag(value: bool | str | int, key: str = "flag") -> bool:
     return bool(value)
 
 
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_kwargs(dtype: str) -> dict[str, torch.dtype]:
+    """``torch.autocast`` arguments of the engines' ``amp`` (CUDA only): fp16 by default, bf16 on GPUs that have it."""
+    if dtype not in AMP_DTYPES:
+        raise SegzooError(f"--amp_dtype expects one of {', '.join(AMP_DTYPES)}, got {dtype!r}")
+    return {"dtype": AMP_DTYPES[dtype]}
+
+
 def run_name(prefix: str) -> str:
     """``<prefix>-YYYYmmdd-HHMMSS``: unique per run, sortable, readable in the MLflow UI."""
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
