@@ -1,7 +1,8 @@
-"""CPU benchmark of every registered architecture: size, inference latency, training memory and throughput.
+"""Benchmark of every registered architecture: size, inference latency, training memory and throughput.
 
-Run ``nox -s bench`` (or ``.venv/bin/python benchmarks/bench.py [--quick]``). It writes ``.bench/bench.json``
-(every figure, with the machine) and ``.bench/bench.md`` (the tables, also printed). Timings are wall-clock
+Run ``nox -s bench`` (or ``.venv/bin/python benchmarks/bench.py [--quick] [--device cuda]``). It writes
+``.bench/bench.json`` (every figure, with the machine) and ``.bench/bench.md`` (the tables, also printed);
+on a GPU, ``bench-cuda.json`` and ``bench-cuda.md``. Timings are wall-clock
 medians; figures meant for comparison (PyConvU-Net vs U-Net) are ratios of runs interleaved in one loop,
 so a machine that gets busier during the run moves both sides. The load average at start and end is
 recorded: on a shared machine, read the ratios, not the seconds.
@@ -38,7 +39,8 @@ OUT = ROOT / ".bench"
 SIZE = 512  # inference images: 3 x 512 x 512, as Table 3 counts
 BIG_BATCH = 8
 TRAIN = {"size": 128, "batch_size": 5}  # the bundle's default patch and batch (training steps, memory checks)
-GOAL = 0.5  # PyConvU-Net inference time / U-Net inference time
+GOALS = {"cpu": 0.5, "cuda": 0.7}  # PyConvU-Net inference time / U-Net inference time
+DEVICE = torch.device("cpu")  # set once by main() from --device
 OVERHEAD_GOAL = 1.05  # bundle epoch time / plain-loop epoch time
 
 
@@ -67,8 +69,17 @@ def available_memory_bytes() -> int:
     raise RuntimeError("cannot read MemAvailable from /proc/meminfo")
 
 
+def sync() -> None:
+    """Wait for the GPU's queued work, so wall-clock time covers it (a no-op on CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def machine() -> dict[str, Any]:
+    gpu = {"gpu": torch.cuda.get_device_name(DEVICE), "cuda": torch.version.cuda} if DEVICE.type == "cuda" else {}
     return {
+        "device": DEVICE.type,
+        **gpu,
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
@@ -85,12 +96,14 @@ def machine() -> dict[str, Any]:
 
 def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
     """fp32 GFLOP/s of a large square torch.mm, best of ``repeats``: the machine's attainable dense rate (1 MAC = 2 FLOP)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
     a @ b
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - start)
     return 2 * n**3 / min(times) / 1e9
 
@@ -113,7 +126,7 @@ def configurations(quick: bool) -> list[tuple[str, str, str | None]]:
 def build(name: str, preset: str | None, in_channels: int = 3, **params: Any) -> nn.Module:
     """The architecture with seeded weights and one output channel."""
     torch.manual_seed(0)
-    return segzoo.create_model(name, preset, in_channels=in_channels, out_channels=1, **params)
+    return segzoo.create_model(name, preset, in_channels=in_channels, out_channels=1, **params).to(DEVICE)
 
 
 def activation_elements(model: nn.Module, in_channels: int, size: int) -> int:
@@ -129,7 +142,7 @@ def activation_elements(model: nn.Module, in_channels: int, size: int) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, in_channels, small, small))
+            model.eval()(torch.zeros(1, in_channels, small, small, device=DEVICE))
     finally:
         for h in handles:
             h.remove()
@@ -138,10 +151,10 @@ def activation_elements(model: nn.Module, in_channels: int, size: int) -> int:
 
 def require_memory(what: str, needed: int) -> None:
     """Refuse to start a run that would not fit in available memory: better a clear error than swapping or the OOM killer."""
-    available = available_memory_bytes()
+    available = torch.cuda.mem_get_info(DEVICE)[0] if DEVICE.type == "cuda" else available_memory_bytes()
     if needed > 0.8 * available:
         raise SystemExit(
-            f"bench: {what} needs about {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB is available; "
+            f"bench: {what} needs about {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of {DEVICE.type} memory is available; "
             "free memory or run with --quick"
         )
 
@@ -152,8 +165,10 @@ def require_memory(what: str, needed: int) -> None:
 def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -172,15 +187,17 @@ def interleaved_latency(
     times: dict[str, list[float]] = {label: [] for label in models}
     for _ in range(repeats):
         for label, model in models.items():
+            sync()
             start = time.perf_counter()
             model(inputs[label])
+            sync()
             times[label].append(time.perf_counter() - start)
     return {label: statistics.median(t) for label, t in times.items()}
 
 
 def image(batch: int, channels_last: bool = False) -> torch.Tensor:
     """The same seeded 3x512x512 batch for every model."""
-    x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)).to(DEVICE)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -191,7 +208,7 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
     """The training figures of one architecture (``training_overhead.py``) from a fresh process, after checking
     that it fits in memory."""
     model = build(name, preset, in_channels=1)
-    output = model.train()(torch.zeros(2, 1, 64, 64))
+    output = model.train()(torch.zeros(2, 1, 64, 64, device=DEVICE))
     if not isinstance(output, torch.Tensor):
         return {
             "error": f"trains on a {type(output).__name__} of outputs, which this bundle's loss does not take (it has its own)"
@@ -200,7 +217,7 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
     # saved activations + their gradients + weights, gradients, two Adam moments and a checkpoint snapshot, in fp32
     require_memory(f"training {label}", 4 * (3 * activations + 5 * sum(p.numel() for p in model.parameters())))
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("training_overhead.py")), json.dumps([name, preset])],
+        [sys.executable, str(Path(__file__).with_name("training_overhead.py")), json.dumps([name, preset, DEVICE.type])],
         capture_output=True,
         text=True,
         check=False,
@@ -221,7 +238,7 @@ def train_step_seconds(model: nn.Module, repeats: int) -> float:
     """Median seconds of one training step (forward, backward, Adam) on a batch of 4 images of 128x128."""
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(TRAIN["batch_size"], 3, TRAIN["size"], TRAIN["size"], generator=torch.Generator().manual_seed(0))
+    x = torch.randn(TRAIN["batch_size"], 3, TRAIN["size"], TRAIN["size"], generator=torch.Generator().manual_seed(0)).to(DEVICE)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -233,7 +250,7 @@ def train_step_seconds(model: nn.Module, repeats: int) -> float:
 
 
 def option_figures(rows: list[tuple[str, str, str | None]], repeats: int, compile_models: bool) -> dict[str, dict[str, Any]]:
-    """What each CPU option changes, as a ratio to the default (inference at 512x512 batch 1, or a training step).
+    """What each option changes, as a ratio to the default (inference at 512x512 batch 1, or a training step).
 
     The variants of one architecture are separate models with the same weights, timed in one interleaved loop.
     """
@@ -264,10 +281,29 @@ def option_figures(rows: list[tuple[str, str, str | None]], repeats: int, compil
         torch.use_deterministic_algorithms(True)
         try:
             row["deterministic_train_step"] = train_step_seconds(train_model, repeats) / row["train_step_s"]
+        except RuntimeError as err:  # an operation without a deterministic kernel on this device is a finding
+            row["deterministic_train_step"] = f"fails: {str(err).splitlines()[0][:120]}"
         finally:
             torch.use_deterministic_algorithms(False)
-        row["autocast"] = "n/a on CPU (bf16/fp16 autocast is for GPUs)" if not torch.cuda.is_available() else "not measured"
+        row.update(autocast_figures(variants["default"], latency["default"], repeats))
         figures[label] = row
+    return figures
+
+
+def autocast_figures(model: nn.Module, default_s: float, repeats: int) -> dict[str, Any]:
+    """Inference under bf16 and fp16 autocast relative to fp32 (the bundles' ``amp``); CUDA only."""
+    if DEVICE.type != "cuda":
+        return {"autocast_bf16": "n/a on CPU (the bundles' amp is for GPUs)", "autocast_fp16": "n/a on CPU"}
+    x = image(1)
+    figures: dict[str, Any] = {}
+    for key, dtype in (("autocast_bf16", torch.bfloat16), ("autocast_fp16", torch.float16)):
+
+        def forward(dtype: torch.dtype = dtype) -> None:
+            with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+                model(x)
+
+        forward()  # warm-up: kernels for the new dtype
+        figures[key] = median_seconds(forward, repeats) / default_s
     return figures
 
 
@@ -283,6 +319,7 @@ def compile_figures(model: nn.Module, repeats: int) -> dict[str, Any]:
         start = time.perf_counter()
         with torch.no_grad():
             compiled(x)
+        sync()
         compile_s = time.perf_counter() - start
         latency = interleaved_latency({"eager": model, "compiled": compiled}, {"eager": x, "compiled": x}, repeats, warmup=False)
         return {"compile_s": compile_s, "ratio": latency["compiled"] / latency["eager"]}
@@ -310,9 +347,10 @@ def markdown(result: dict[str, Any]) -> str:
     m, t = result["machine"], TRAIN
     mm_gmacs = result["matmul_gflops"] / 2
     lines = [
-        f"# segzoo CPU benchmark ({result['date']})",
+        f"# segzoo {m['device'].upper()} benchmark ({result['date']})",
         "",
-        f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; "
+        (f"{m['gpu']} (CUDA {m['cuda']}); " if m["device"] == "cuda" else "")
+        + f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; "
         f"torch {m['torch']}, MONAI {m['monai']}; load average {m['load_average_start'][0]:.1f} at start, "
         f"{m['load_average_end'][0]:.1f} at end. fp32 torch.mm: **{result['matmul_gflops']:.0f} GFLOP/s** "
         f"= {mm_gmacs:.0f} GMAC/s. "
@@ -331,25 +369,33 @@ def markdown(result: dict[str, Any]) -> str:
         ["architecture", "params (M)", "GMac", "batch 1 (s)", "GMac/s", "% of mm", "batch 8 (s)", "batch 8 img/s"], rows
     )
 
-    lines += ["", f"## PyConvU-Net / U-Net inference time (goal <= {GOAL})", ""]
+    goal = GOALS[m["device"]]
+    lines += ["", f"## PyConvU-Net / U-Net inference time (goal <= {goal})", ""]
     rows = [
-        [label, f"{r['batch1']:.2f}", f"{r['batch8']:.2f}", "yes" if max(r.values()) <= GOAL else "no"]
+        [label, f"{r['batch1']:.2f}", f"{r['batch8']:.2f}", "yes" if max(r.values()) <= goal else "no"]
         for label, r in result["goal"].items()
     ]
     lines += table(["configuration", "batch 1", "batch 8", "goal met"], rows)
 
     probes = [row for row in result["training"].values() if "error" not in row]
     shape = probes[0] if probes else {"images_per_epoch": "?", "batch_size": "?", "steps_per_epoch": "?", "timed_epochs": "?"}
+    memory_note = (
+        "GPU memory allocated during the first training step"
+        if m["device"] == "cuda"
+        else "resident set during the first training step of a fresh process"
+    )
     lines += [
         "",
         f"## Training through the bundle vs a plain PyTorch loop (goal: overhead <= {OVERHEAD_GOAL})",
         "",
-        f"The bundle's default data ({shape['images_per_epoch']} training images of {t['size']}x{t['size']}, batch "
-        f"{shape['batch_size']}, {shape['steps_per_epoch']} steps and a validation per epoch); epochs timed: "
-        f"{shape['timed_epochs']} per side after a warm-up, plain / bundle / plain. Both sides train, validate with "
-        "the same sliding windows and metrics, and save network and optimizer every epoch (benchmarks/training_overhead.py). "
-        "Peak memory: resident set during the first training step of a fresh process (in brackets, the increase). "
-        "Data wait: the time the bundle's steps waited for a batch. Fixed: the bundle's set-up and its end of run.",
+        (
+            f"The bundle's default data ({shape['images_per_epoch']} training images of {t['size']}x{t['size']}, batch "
+            f"{shape['batch_size']}, {shape['steps_per_epoch']} steps and a validation per epoch); epochs timed: "
+            f"{shape['timed_epochs']} per side after a warm-up, plain / bundle / plain. Both sides train, validate with "
+            "the same sliding windows and metrics, and save network and optimizer every epoch "
+            f"(benchmarks/training_overhead.py). Peak memory: {memory_note} (in brackets, the increase). "
+            "Data wait: the time the bundle's steps waited for a batch. Fixed: the bundle's set-up and its end of run."
+        ),
         "",
     ]
     rows = []
@@ -357,14 +403,15 @@ def markdown(result: dict[str, Any]) -> str:
         if "error" in row:
             rows.append([label, row["error"], *[""] * 6])
             continue
-        memory = f"{row['step_peak_rss_mib']:.0f} (+{row['step_rss_increase_mib']:.0f})"
+        memory = f"{row['step_peak_memory_mib']:.0f} (+{row['step_memory_increase_mib']:.0f})"
         wait = f"{row['data_wait_ms_per_step']:.1f} ({100 * row['data_wait_ms_per_step'] / 1000 / (row['bundle_epoch_s'] / row['steps_per_epoch']):.1f}%)"
         overhead = f"{row['bundle_overhead']:.3f}x"
         rows.append([label, memory, f"{row['plain_epoch_s']:.2f}", f"{row['bundle_epoch_s']:.2f}", overhead, wait, f"{row['bundle_fixed_s']:.1f}"])
-    header = ["architecture", "step peak RSS (MiB)", "plain epoch (s)", "bundle epoch (s)", "bundle overhead"]
+    memory_title = "step peak GPU memory (MiB)" if m["device"] == "cuda" else "step peak RSS (MiB)"
+    header = ["architecture", memory_title, "plain epoch (s)", "bundle epoch (s)", "bundle overhead"]
     lines += table([*header, "data wait per step, ms (% of step)", "bundle fixed (s)"], rows)
 
-    lines += ["", f"## CPU options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
+    lines += ["", f"## {m['device'].upper()} options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
     opts = list(result["options"].values())
     rows = [
         ["default inference (s)", *(f"{o['default_s']:.2f}" for o in opts)],
@@ -378,7 +425,8 @@ def markdown(result: dict[str, Any]) -> str:
         ("pyconv_grouped_train_step", "PyConv `grouped` (training step)"),
         ("compile", "torch.compile (inductor)"),
         ("deterministic_train_step", "deterministic algorithms (training step)"),
-        ("autocast", "bf16/fp16 autocast"),
+        ("autocast_bf16", "bf16 autocast (`--amp true --amp_dtype bfloat16`)"),
+        ("autocast_fp16", "fp16 autocast (`--amp true`)"),
     ]:
         rows.append([title, *(option_cell(o.get(key)) for o in opts)])
     lines += table(["option", *result["options"]], rows)
@@ -390,14 +438,19 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="unet and pyconvunet only, 2 repeats, no torch.compile (about 3 minutes)"
     )
+    parser.add_argument("--device", choices=sorted(GOALS), default="cpu", help="where the models run (default: cpu)")
     args = parser.parse_args()
+    global DEVICE
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench: --device cuda but torch sees no GPU (torch.cuda.is_available() is False)")
+    DEVICE = torch.device(args.device)
     started = time.perf_counter()
     if os.getloadavg()[0] > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         log(
             f"the machine is busy (load {os.getloadavg()[0]:.1f}): with OpenMP's default spin-waiting, a busy core slows "
             "many-kernel networks far more than others; OMP_WAIT_POLICY=PASSIVE keeps the ratios meaningful (docs/performance.md)"
         )
-    repeats = 2 if args.quick else 3
+    repeats = (2 if args.quick else 3) * (5 if DEVICE.type == "cuda" else 1)  # GPU calls are milliseconds
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "quick": args.quick,
@@ -445,11 +498,12 @@ def main() -> None:
     result["seconds"] = time.perf_counter() - started
 
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench.json").write_text(json.dumps(result, indent=2))
-    table = markdown(result)
-    (OUT / "bench.md").write_text(table)
-    print(table)
-    log(f"wrote {OUT / 'bench.md'} and {OUT / 'bench.json'} in {result['seconds'] / 60:.1f} min")
+    stem = "bench" if DEVICE.type == "cpu" else f"bench-{DEVICE.type}"
+    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    report = markdown(result)
+    (OUT / f"{stem}.md").write_text(report)
+    print(report)
+    log(f"wrote {OUT / stem}.md and {OUT / stem}.json in {result['seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What training through the bundle costs over a plain PyTorch loop doing the same work.
 
-``python benchmarks/training_overhead.py '["unet", "paper"]'`` prints one JSON line; ``bench.py`` runs it in a
+``python benchmarks/training_overhead.py '["unet", "paper", "cpu"]'`` prints one JSON line; ``bench.py`` runs it in a
 fresh process per architecture. Both sides read the recipe from the PyConvU-Net bundle's ``train.json``
 (synthetic data, split, patch, batch size, loss, metrics, learning rate, validation inferer), so the yardstick
 follows the bundle when its defaults change.
@@ -43,9 +43,16 @@ def recipe() -> dict[str, Any]:
     return values
 
 
-def peak_rss_of(fn: Any) -> tuple[int, int]:
-    """(peak resident bytes while ``fn`` ran, resident bytes before): Linux's peak counter is reset first
-    (``/proc/self/clear_refs``), so what the process did earlier does not mask this peak."""
+def peak_memory_of(fn: Any, device: torch.device) -> tuple[int, int]:
+    """(peak bytes while ``fn`` ran, bytes before): on CPU the resident set, whose peak counter Linux resets first
+    (``/proc/self/clear_refs``) so what the process did earlier does not mask this peak; on a GPU, allocated memory."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device), before
 
     def status(field: str) -> int:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -62,13 +69,15 @@ def peak_rss_of(fn: Any) -> tuple[int, int]:
 class PlainLoop:
     """The bundle's recipe as a bare PyTorch loop (see the module docstring)."""
 
-    def __init__(self, name: str, preset: str | None, r: dict[str, Any], out_dir: Path) -> None:
+    def __init__(self, name: str, preset: str | None, r: dict[str, Any], out_dir: Path, device: torch.device) -> None:
         items = segzoo.engine.load_items(None, r["in_channels"], r["synthetic"])
         train, val = (split(items, part, r["val_fraction"], r["seed"]) for part in ("train", "val"))
-        self.images = torch.stack([torch.as_tensor(item["image"]) for item in train])
-        self.labels = torch.stack([torch.as_tensor(item["label"]) for item in train])
-        self.val = [(torch.as_tensor(item["image"])[None], torch.as_tensor(item["label"])[None]) for item in val]
+        self.images = torch.stack([torch.as_tensor(item["image"]) for item in train]).to(device)
+        self.labels = torch.stack([torch.as_tensor(item["label"]) for item in train]).to(device)
+        self.val = [(torch.as_tensor(item["image"])[None].to(device), torch.as_tensor(item["label"])[None].to(device)) for item in val]
         self.net = segzoo.build("architecture", name, preset, in_channels=r["in_channels"], out_channels=1, final_activation="identity")
+        self.net.to(device)
+        self.device = device
         self.loss = segzoo.build("loss", r["loss"])
         self.metrics = [segzoo.build("metric", metric) for metric in r["metrics"]]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=r["learning_rate"])
@@ -128,17 +137,21 @@ class PlainLoop:
         start = time.perf_counter()
         for _ in range(epochs):
             self.epoch()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
 
 
-def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path) -> dict[str, float]:
+def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device: torch.device) -> dict[str, float]:
     """``epochs`` timed epochs of the bundle's trainer after a warm-up one, with the time its steps spent waiting for data."""
     from ignite.engine import Events
 
     os.chdir(tmp)  # the bundle writes ./runs
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     started = time.perf_counter()
-    workflow = ConfigWorkflow(config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=epochs + 1, arch=name, preset=preset)
+    workflow = ConfigWorkflow(
+        config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=epochs + 1, arch=name, preset=preset, device=f"$torch.device('{device}')"
+    )
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     (checkpoint,) = [h for h in workflow.parser.get_parsed_content("train#handlers") if isinstance(h, segzoo.engine.LastCheckpoint)]
@@ -156,6 +169,8 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path) -> dict
 
     def epoch_completed(engine: Any) -> None:
         if engine.state.epoch == epochs + 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             checkpoint.wait()  # the last write is charged to the bundle; earlier ones overlap the next epoch, as in use
             marks["end"] = time.perf_counter()
 
@@ -175,20 +190,20 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path) -> dict
     }
 
 
-def probe(name: str, preset: str | None) -> dict[str, Any]:
-    r = recipe()
+def probe(name: str, preset: str | None, device_name: str = "cpu") -> dict[str, Any]:
+    r, device = recipe(), torch.device(device_name)
     with tempfile.TemporaryDirectory(prefix="segzoo-bench-") as tmp:
-        plain = PlainLoop(name, preset, r, Path(tmp))
+        plain = PlainLoop(name, preset, r, Path(tmp), device)
         first, *rest = plain.batches()
-        peak, before = peak_rss_of(lambda: plain.step(first))  # the first step: memory probe and warm-up
+        peak, before = peak_memory_of(lambda: plain.step(first), device)  # the first step: memory probe and warm-up
         plain.epoch(rest)
         before_s = plain.timed_epochs(TIMED_EPOCHS)
-        result = bundle_epochs(name, preset, TIMED_EPOCHS, Path(tmp))
+        result = bundle_epochs(name, preset, TIMED_EPOCHS, Path(tmp), device)
         after_s = plain.timed_epochs(TIMED_EPOCHS)
     plain_epoch_s = (before_s + after_s) / (2 * TIMED_EPOCHS)
     return {
-        "step_peak_rss_mib": peak / 2**20,
-        "step_rss_increase_mib": (peak - before) / 2**20,
+        "step_peak_memory_mib": peak / 2**20,
+        "step_memory_increase_mib": (peak - before) / 2**20,
         "plain_epoch_s": plain_epoch_s,
         **result,
         "bundle_overhead": result["bundle_epoch_s"] / plain_epoch_s,
