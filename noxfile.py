@@ -24,7 +24,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """CPU benchmark of every registered architecture; writes .bench/bench.md and .bench/bench.json (about 7 minutes, --quick 3).
+    """Benchmark of every registered architecture; writes .bench/bench.md and .bench/bench.json (about 13 minutes on 2 CPU
+    cores, --quick 4; ``-- --device cuda`` on a GPU writes bench-cuda.md and bench-cuda.json).
 
     OpenMP threads sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE) unless the caller
     chooses otherwise: on a shared 2-core machine, spinning threads that lose their core to another process

@@ -179,7 +179,8 @@ def interleaved_latency(
 ) -> dict[str, float]:
     """Median seconds per forward of each model, timed round-robin so load changes hit all alike.
 
-    ``warmup=False`` saves a run where a slow first call is already excluded by the median (3 repeats or more).
+    ``warmup=False`` saves a run where a slow first call is already excluded by the median (3 repeats or more)
+    and the machine is quiet; the goal ratios keep the warm-up, since one more slow call would move their median.
     """
     if warmup:
         for label, model in models.items():
@@ -470,7 +471,7 @@ def main() -> None:
     batch1 = interleaved_latency(models, {label: image(1) for label in models}, repeats)
     log(f"inference at batch {BIG_BATCH}: {', '.join(compared)}")
     batch8 = interleaved_latency(
-        {label: models[label] for label in compared}, {label: image(BIG_BATCH) for label in compared}, repeats, warmup=False
+        {label: models[label] for label in compared}, {label: image(BIG_BATCH) for label in compared}, repeats
     )
     result["architectures"] = {
         label: {
