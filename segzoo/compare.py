@@ -209,11 +209,10 @@ def _save_state(comparison: Comparison) -> None:
 def _start_parent(client: MlflowClient, comparison: Comparison, experiment: str, name: str) -> str:
     from mlflow.entities import Param
 
-    from segzoo.engine.tracking import TrackingUnavailableError, flatten
+    from segzoo.engine.tracking import TrackingUnavailableError, flatten, get_or_create_experiment
 
     try:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = get_or_create_experiment(client, experiment)
         run_id = client.create_run(experiment_id, run_name=name).info.run_id
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise TrackingUnavailableError(

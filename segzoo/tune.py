@@ -140,6 +140,7 @@ class Tuner:
         from optuna.trial import TrialState
 
         from segzoo.engine.checkpoints import NonFiniteLossError
+        from segzoo.engine.tracking import get_or_create_experiment
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
@@ -152,7 +153,7 @@ class Tuner:
         study.sampler = optuna.samplers.TPESampler(seed=self.seed + len(study.trials))
         if self.overrides.get("tracking_uri"):
             mlflow.set_tracking_uri(self.overrides["tracking_uri"])
-        mlflow.set_experiment(self.bundle_name)
+        mlflow.set_experiment(experiment_id=get_or_create_experiment(mlflow.MlflowClient(), self.bundle_name))
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
         with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else f"tune-{self.study_name}") as parent:
             if parent_id is None:

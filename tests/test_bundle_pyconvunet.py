@@ -97,6 +97,8 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
     assert params["plugin.pyconvunet"] and params["git_commit"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert {"model.pt", "curves.png", "predictions.png", "config/resolved_config.json"} <= artifacts
+    # the store is one folder: artifacts beside mlflow.db, not in ./mlruns of wherever the run started
+    assert run.info.artifact_uri.startswith((trained["cwd"] / "mlruns").as_uri())
 
 
 def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:

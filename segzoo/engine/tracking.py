@@ -67,6 +67,21 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise ConnectionError(getattr(exc, "reason", exc)) from None
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store (``sqlite:///dir/mlflow.db`` ->
+    ``dir/mlruns``), so the store is one folder whichever directory a run starts from (MLflow would use
+    ``./mlruns`` of that directory); None lets any other store decide."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns").as_uri()
+    return None
+
+
+def get_or_create_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
@@ -183,8 +198,7 @@ class MLflowTracker:
         try:
             check_reachable(uri)
             self.client = MlflowClient(tracking_uri=uri)
-            found = self.client.get_experiment_by_name(self.experiment)
-            experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+            experiment_id = get_or_create_experiment(self.client, self.experiment)
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingUnavailableError(
                 f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
