@@ -101,6 +101,21 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
     assert run.info.artifact_uri.startswith((trained["cwd"] / "mlruns").as_uri())
 
 
+def test_a_sqlite_store_keeps_its_artifacts_beside_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow would put them in ./mlruns of whatever folder the run started from (the checkout, for in-process tests)."""
+    from segzoo.engine.tracking import artifact_location, get_or_create_experiment
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    client = mlflow_client(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    experiment = client.get_experiment(get_or_create_experiment(client, "pyconvunet"))
+    assert experiment.artifact_location == (tmp_path / "store" / "mlruns").as_uri()
+    assert get_or_create_experiment(client, "pyconvunet") == experiment.experiment_id
+    assert not (tmp_path / "elsewhere" / "mlruns").exists()
+    assert artifact_location("http://tracking.example:5000") is None
+
+
 def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
     run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY_DATA], cwd=trained["cwd"],
                env={"MLFLOW_TRACKING_URI": trained["uri"]})
