@@ -76,7 +76,11 @@ def sync() -> None:
 
 
 def machine() -> dict[str, Any]:
-    gpu = {"gpu": torch.cuda.get_device_name(DEVICE), "cuda": torch.version.cuda} if DEVICE.type == "cuda" else {}
+    gpu = (
+        {"gpu": torch.cuda.get_device_name(DEVICE), "cuda": torch.version.cuda, "conv_tf32": torch.backends.cudnn.allow_tf32}
+        if DEVICE.type == "cuda"
+        else {}
+    )
     return {
         "device": DEVICE.type,
         **gpu,
@@ -350,7 +354,12 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# segzoo {m['device'].upper()} benchmark ({result['date']})",
         "",
-        (f"{m['gpu']} (CUDA {m['cuda']}); " if m["device"] == "cuda" else "")
+        (
+            f"{m['gpu']} (CUDA {m['cuda']}; convolutions {'may use TF32' if m['conv_tf32'] else 'in fp32'}, "
+            "the matmul rate is strict fp32); "
+            if m["device"] == "cuda"
+            else ""
+        )
         + f"{m['cpu']}, {m['cores']} cores, {m['threads']} torch threads (OMP_WAIT_POLICY {m['omp_wait_policy']}), {m['simd']}; "
         f"torch {m['torch']}, MONAI {m['monai']}; load average {m['load_average_start'][0]:.1f} at start, "
         f"{m['load_average_end'][0]:.1f} at end. fp32 torch.mm: **{result['matmul_gflops']:.0f} GFLOP/s** "
