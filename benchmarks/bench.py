@@ -7,8 +7,8 @@ medians; figures meant for comparison (PyConvU-Net vs U-Net) are ratios of runs 
 so a machine that gets busier during the run moves both sides. The load average at start and end is
 recorded: on a shared machine, read the ratios, not the seconds.
 
-A training probe (``training_overhead.py``) runs in a fresh process per architecture: the peak resident memory
-of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer doing the same
+A training probe (``training_overhead.py``) runs in a fresh process per architecture: the peak memory (resident
+set on CPU, allocated on GPU) of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer doing the same
 work on the bundle's default data.
 """
 
@@ -452,7 +452,10 @@ def main() -> None:
     args = parser.parse_args()
     global DEVICE
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench: --device cuda but torch sees no GPU (torch.cuda.is_available() is False)")
+        raise SystemExit(
+            "bench: --device cuda but torch sees no GPU (torch.cuda.is_available() is False); install a CUDA build of "
+            "torch on a GPU machine, or leave out --device to bench the CPU"
+        )
     DEVICE = torch.device(args.device)
     started = time.perf_counter()
     if os.getloadavg()[0] > 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":

@@ -189,7 +189,9 @@ def test_training_batches_reach_the_network_as_plain_tensors(bundle: str, tmp_pa
     transforms 4x slower; the training configs switch it off when they initialize."""
     import torch
     from monai.bundle import ConfigWorkflow
-    from monai.data import get_track_meta, set_track_meta
+    from monai.data import DataLoader, ThreadDataLoader, get_track_meta, set_track_meta
+
+    import segzoo.engine
 
     monkeypatch.chdir(tmp_path)
     workflow = ConfigWorkflow(config_file=str(BUNDLES / bundle / "configs" / "train.json"), workflow_type="train",
@@ -197,10 +199,13 @@ def test_training_batches_reach_the_network_as_plain_tensors(bundle: str, tmp_pa
     try:
         workflow.initialize()
         assert not get_track_meta()
-        batch = next(iter(workflow.parser.get_parsed_content("train#dataloader")))
+        loader = workflow.parser.get_parsed_content("train#dataloader")
+        batch = next(iter(loader))
     finally:
         set_track_meta(True)  # process-wide: leave it as other tests expect
     assert type(batch["image"]) is torch.Tensor and type(batch["label"]) is torch.Tensor
+    # inline on CPU (a loader thread competes with the convolutions for the cores), threaded on a GPU
+    assert type(loader) is DataLoader and segzoo.engine.train_loader_class("cuda") is ThreadDataLoader
 
 
 def test_switches_accept_lowercase_text_and_refuse_anything_else() -> None:

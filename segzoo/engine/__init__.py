@@ -17,6 +17,7 @@ from segzoo.engine.runs import (
     prepare_network,
     run_name,
     shared_run_name,
+    train_loader_class,
 )
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
@@ -47,4 +48,5 @@ __all__ = [
     "probabilities",
     "run_name",
     "shared_run_name",
+    "train_loader_class",
 ]

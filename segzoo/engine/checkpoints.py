@@ -101,7 +101,10 @@ class LastCheckpoint:
         self._writer = None
         if self._error is not None:
             error, self._error = self._error, None
-            raise SegzooError(f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}") from error
+            raise SegzooError(
+                f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}. Free disk space or make "
+                f"{self.path.parent} writable, then continue with --resume true (the previous last.pt is intact)"
+            ) from error
 
 
 class StopOnNonFiniteLoss:
