@@ -16,6 +16,7 @@ from segzoo.engine.runs import (
     load_items,
     prepare_network,
     run_name,
+    set_determinism,
     shared_run_name,
     train_loader_class,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "prepare_network",
     "probabilities",
     "run_name",
+    "set_determinism",
     "shared_run_name",
     "train_loader_class",
 ]

@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from segzoo.complexity import model_placement
 from segzoo.engine.plots import prediction_panel
 
 
@@ -15,18 +16,19 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Probabilities ``(C, H, W)`` for one image ``(C, H, W)``; the network is left in the mode it was in."""
+def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str | None = None) -> torch.Tensor:
+    """Probabilities ``(C, H, W)`` on the CPU for one image ``(C, H, W)``, computed on ``device`` (default: where the
+    network's weights are); the network is left in the mode it was in."""
     was_training = network.training
     network.eval()
     try:
-        batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
+        batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device or model_placement(network)["device"])
         return probabilities(inferer(batch, network).float())[0].cpu()
     finally:
         network.train(was_training)
 
 
-def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable, device: torch.device | str = "cpu"):
+def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable, device: torch.device | str | None = None):
     """A figure with one row per item: image, label, then each model's thresholded prediction."""
     rows = []
     for item in items:
