@@ -529,6 +529,8 @@ def markdown(result: dict[str, Any]) -> str:
 
     lines += ["", f"## {m['device'].upper()} options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
     opts = list(result["options"].values())
+    if not opts:
+        return "\n".join([*lines, "(not run)"]) + "\n"
     rows = [
         ["default inference (s)", *(f"{o['default_s']:.2f}" for o in opts)],
         ["default training step (s)", *(f"{o['train_step_s']:.2f}" for o in opts)],
@@ -581,9 +583,9 @@ def inference_figures(rows: list[tuple[str, str, str | None]], repeats: int) -> 
     }
 
 
-def collect(quick: bool, repeats: int, training_probes: bool = True, ratios: bool | None = None, compile_models: bool | None = None) -> dict[str, Any]:
+def collect(quick: bool, repeats: int, training_probes: bool = True, ratios: bool | None = None, options: bool = True) -> dict[str, Any]:
     """Every figure of one bench run on ``DEVICE``. ``ratios`` (default: on a GPU) adds the per-implementation
-    ratios, too slow at 512x512 on a CPU; tests shrink ``SIZE`` and ``STEP`` and leave out the training probes."""
+    ratios, too slow at 512x512 on a CPU; tests shrink ``SIZE`` and ``STEP`` and leave out probes and options."""
     started = time.perf_counter()
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick, "repeats": repeats, "machine": machine()}
     log("matmul rate")
@@ -605,7 +607,7 @@ def collect(quick: bool, repeats: int, training_probes: bool = True, ratios: boo
     for label, name, preset in rows if training_probes else []:
         log(f"training probe: {label}")
         result["training"][label] = run_probe(label, name, preset)
-    result["options"] = option_figures(rows, repeats, compile_models=not quick if compile_models is None else compile_models)
+    result["options"] = option_figures(rows, repeats, compile_models=not quick) if options else {}
     result["machine"]["load_average_end"] = os.getloadavg()
     result["seconds"] = time.perf_counter() - started
     return result
@@ -618,8 +620,9 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=sorted(GOALS), default="cpu", help="where the models run (default: cpu)")
     parser.add_argument(
-        "--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false",
-        help="on a GPU, leave cuDNN's kernel timing pass off (it is on by default: faster kernels, a slower first call)",
+        "--cudnn-benchmark", action="store_true",
+        help="on a GPU, let cuDNN time its kernels on each new shape (the bundles' --cudnn_benchmark true; off by default, "
+        "as in the bundles: its first pass over PyConv's grouped kernels can take tens of seconds per network)",
     )
     args = parser.parse_args()
     global DEVICE

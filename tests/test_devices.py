@@ -91,3 +91,18 @@ def test_bench_on_cuda_without_a_gpu_stops_with_the_fix(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "argv", ["bench.py", "--quick", "--device", "cuda"])
     with pytest.raises(SystemExit, match="torch sees no GPU"):
         bench.main()
+
+
+def test_bundle_seeding_leaves_cudnn_to_the_bundles_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MONAI's seeding alone would force cuDNN's deterministic kernels and turn its benchmark off on every GPU run."""
+    from segzoo.engine import set_determinism
+    from segzoo.registry import SegzooError
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)  # restored after the test
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    set_determinism(0, "false", "true")
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
+    set_determinism(0)
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, False)
+    with pytest.raises(SegzooError, match="exclude each other"):
+        set_determinism(0, True, True)

@@ -88,15 +88,19 @@ def test_complexity_and_prediction_run_where_the_model_is() -> None:
 
 
 def test_the_bench_cuda_path_produces_every_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every section of ``bench.py --device cuda`` at small sizes (the full run is benchmarks/gpu_check.sh's)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench
 
     monkeypatch.setattr(bench, "DEVICE", CUDA)
-    result = bench.small_run(size=64)
+    monkeypatch.setattr(bench, "SIZE", 64)
+    monkeypatch.setattr(bench, "STEP", {"size": 64, "batch_size": 2})
+    result = bench.collect(quick=True, repeats=2, training_probes=False, ratios=True)
     report = bench.markdown(result)
-    for title in ("## Inference", "## PyConvU-Net / U-Net", "GPU utilisation"):
-        assert title in report
-    assert result["machine"]["gpu"] == torch.cuda.get_device_name(CUDA)
+    for text in ("first call (s)", "batch 8 bf16 (ms)", "train step peak (MiB)", "| dense |", "auto + CUDA graph", "bf16 autocast"):
+        assert text in report, text
+    assert result["machine"]["gpu"] == torch.cuda.get_device_name(CUDA) and result["machine"]["driver"]
+    assert all(row["train_step_peak_mib"] > 0 for row in result["architectures"].values())
 
 
 def test_training_overhead_probe_on_cuda() -> None:
