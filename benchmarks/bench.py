@@ -257,6 +257,15 @@ def run_probe(label: str, name: str, preset: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- options
 
 
+def output_mean(output: Any) -> torch.Tensor:
+    """A scalar to backpropagate from any network's output: the sum of the means of its tensors (MUNet returns a dict
+    of masks, deep-supervision outputs and class logits), so every head gets its backward pass."""
+    if isinstance(output, torch.Tensor):
+        return output.float().mean()
+    parts = output.values() if isinstance(output, dict) else output
+    return sum((output_mean(part) for part in parts), torch.zeros((), device=DEVICE))
+
+
 def train_step(model: nn.Module, shape: dict[str, int] = TRAIN) -> Callable[[], None]:
     """One training step (forward, backward, Adam) of ``model`` on a seeded batch of ``shape`` (batch size, image size)."""
     model.train()
@@ -265,7 +274,7 @@ def train_step(model: nn.Module, shape: dict[str, int] = TRAIN) -> Callable[[], 
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        model(x).mean().backward()
+        output_mean(model(x)).backward()
         optimizer.step()
 
     return step

@@ -19,14 +19,16 @@ from segzoo.complexity import measure
 from segzoo.engine import predict
 from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, PyConv
 from tests.conftest import BUNDLES, ROOT, TINY, TINY_DATA, run_bundle
+from tests.test_bundle_munet import TINY as MUNET_TINY
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
+TINY_RUN = {"pyconvunet": TINY, "frem": TINY, "munet": MUNET_TINY}  # each bundle's tiny synthetic data
 
 
 def train(bundle: str, cwd: Path, *options: str) -> Path:
     """Two epochs of ``bundle`` on tiny synthetic data on the default device (the GPU); the run's folder."""
-    proc = run_bundle(["run", "training", "--config_file", str(BUNDLES / bundle / "configs" / "train.json"), "--epochs", "2", *TINY, *options],
+    proc = run_bundle(["run", "training", "--config_file", str(BUNDLES / bundle / "configs" / "train.json"), "--epochs", "2", *TINY_RUN[bundle], *options],
                       cwd=cwd, env={"MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"})
     assert "Epoch [2/2]" in proc.stdout + proc.stderr
     (run_dir,) = (cwd / "runs" / bundle).iterdir()
