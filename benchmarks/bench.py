@@ -592,9 +592,13 @@ def inference_figures(rows: list[tuple[str, str, str | None]], repeats: int) -> 
     }
 
 
-def collect(quick: bool, repeats: int, training_probes: bool = True, ratios: bool | None = None, options: bool = True) -> dict[str, Any]:
+def collect(
+    quick: bool, repeats: int, training_probes: bool = True, ratios: bool | None = None, options: bool = True,
+    save: Callable[[dict[str, Any]], None] = lambda result: None,
+) -> dict[str, Any]:
     """Every figure of one bench run on ``DEVICE``. ``ratios`` (default: on a GPU) adds the per-implementation
-    ratios, too slow at 512x512 on a CPU; tests shrink ``SIZE`` and ``STEP`` and leave out probes and options."""
+    ratios, too slow at 512x512 on a CPU; tests shrink ``SIZE`` and ``STEP`` and leave out probes and options.
+    ``save`` receives the figures so far after each section, so a run stopped at a time limit keeps them."""
     started = time.perf_counter()
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick, "repeats": repeats, "machine": machine()}
     log("matmul rate")
@@ -609,13 +613,16 @@ def collect(quick: bool, repeats: int, training_probes: bool = True, ratios: boo
         for label, name, _ in rows
         if name == "pyconvunet"
     }
+    save(result)
     if ratios if ratios is not None else DEVICE.type == "cuda":
         log("PyConvU-Net / U-Net per PyConv implementation")
         result["implementations"] = implementation_ratios(repeats)
+        save(result)
     result["training"] = {}
     for label, name, preset in rows if training_probes else []:
         log(f"training probe: {label}")
         result["training"][label] = run_probe(label, name, preset)
+        save(result)
     result["options"] = option_figures(rows, repeats, compile_models=not quick) if options else {}
     result["machine"]["load_average_end"] = os.getloadavg()
     result["seconds"] = time.perf_counter() - started
@@ -649,10 +656,14 @@ def main() -> None:
             "many-kernel networks far more than others; OMP_WAIT_POLICY=PASSIVE keeps the ratios meaningful (docs/performance.md)"
         )
     repeats = (2 if args.quick else 3) * (5 if DEVICE.type == "cuda" else 1)  # GPU calls are milliseconds
-    result = collect(args.quick, repeats)
     OUT.mkdir(exist_ok=True)
     stem = "bench" if DEVICE.type == "cpu" else f"bench-{DEVICE.type}"
-    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
+
+    def save(result: dict[str, Any]) -> None:
+        (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
+
+    result = collect(args.quick, repeats, save=save)
+    save(result)
     report = markdown(result)
     (OUT / f"{stem}.md").write_text(report)
     print(report)

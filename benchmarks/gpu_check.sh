@@ -9,12 +9,15 @@
 #   3. pytest -m gpu: the bundles on cuda (amp fp16/bf16, channels_last, compile), evaluation, inference, DDP on NCCL
 #   4. bench --device cuda: every architecture, with the time left
 #   5. bench --quick --device cuda --cudnn-benchmark, with the time left
+# GPU_CHECK_STAGES picks stages by name (default: all five, in this order), e.g. a second call with the device time
+# left: GPU_CHECK_STAGES=bench-full. A bench stopped at its limit leaves the sections it finished in its .json.
 # Without CUDA it still runs: the tests report themselves skipped and the bench says why it cannot start.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/.gpu-check}
 PYTHON=${PYTHON:-python}
 BUDGET=${GPU_CHECK_SECONDS:-480}
+STAGES=" ${GPU_CHECK_STAGES:-machine bench-quick pytest-gpu bench-full bench-quick-cudnn-benchmark} "
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} PYTHONUNBUFFERED=1
 WORK=$(mktemp -d)/segzoo-gpu-check
 mkdir -p "$WORK" "$OUT"
@@ -24,6 +27,7 @@ started=$SECONDS
 stage() {
   local name=$1 limit=$2
   shift 2
+  [[ $STAGES == *" $name "* ]] || return 0
   local left=$((BUDGET - (SECONDS - started)))
   ((limit > left)) && limit=$left
   if ((limit < 30)); then

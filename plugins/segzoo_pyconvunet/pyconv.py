@@ -296,7 +296,8 @@ class PyConv(nn.Module):
         return y
 
     def resolved_implementation(self, x: torch.Tensor) -> str:
-        """What ``forward`` runs for ``x``: ``auto`` resolved by device; forward hooks on a level force one call per level."""
+        """What ``forward`` runs for ``x``: ``auto`` resolved by device and compute dtype; forward hooks on a level force
+        one call per level."""
         impl = self.implementation
         if impl == "auto":
             impl = auto_implementation(x.device, compute_dtype(x))
