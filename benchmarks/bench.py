@@ -9,7 +9,12 @@ recorded: on a shared machine, read the ratios, not the seconds.
 
 A training probe (``training_overhead.py``) runs in a fresh process per architecture: the peak memory (resident
 set on CPU, allocated on GPU) of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer doing the same
-work on the bundle's default data.
+work on the bundle's default data (on a GPU, with the GPU's utilisation meanwhile).
+
+On a GPU (``--device cuda``) the bench adds bf16 inference, each network's first call, a training step at batch 5
+on 512x512 with its peak memory, and PyConvU-Net / U-Net per PyConv implementation against issue 16's goals
+(``gpu_facts.py``: versions, utilisation sampling, CUDA graphs). ``benchmarks/gpu_check.sh`` runs it with
+``pytest -m gpu`` on a GPU machine (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -522,7 +527,7 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append(["(training probes not run)", *[""] * 7])
     for label, row in result["training"].items():
         if "error" in row:
-            rows.append([label, row["error"], *[""] * 6])
+            rows.append([label, row["error"], *[""] * 7])
             continue
         memory = f"{row['step_peak_memory_mib']:.0f} (+{row['step_memory_increase_mib']:.0f})"
         wait = f"{row['data_wait_ms_per_step']:.1f} ({100 * row['data_wait_ms_per_step'] / 1000 / (row['bundle_epoch_s'] / row['steps_per_epoch']):.1f}%)"
