@@ -27,6 +27,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 
 import segzoo
 import segzoo.engine
+from gpu_facts import UtilisationSampler
 from segzoo.data import split
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "pyconvunet" / "configs" / "train.json"
@@ -143,7 +144,8 @@ class PlainLoop:
 
 
 def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device: torch.device) -> dict[str, float]:
-    """``epochs`` timed epochs of the bundle's trainer after a warm-up one, with the time its steps spent waiting for data."""
+    """``epochs`` timed epochs of the bundle's trainer after a warm-up one, with the time its steps spent waiting for data
+    and, on a GPU, its mean utilisation during the timed epochs."""
     from ignite.engine import Events
 
     os.chdir(tmp)  # the bundle writes ./runs
@@ -155,7 +157,8 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device:
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     (checkpoint,) = [h for h in workflow.parser.get_parsed_content("train#handlers") if isinstance(h, segzoo.engine.LastCheckpoint)]
-    marks: dict[str, float] = {"data_wait": 0.0}
+    marks: dict[str, Any] = {"data_wait": 0.0}
+    sampler = UtilisationSampler(device)
 
     def timed(engine: Any) -> bool:
         return engine.state.epoch > 1
@@ -173,9 +176,14 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device:
                 torch.cuda.synchronize(device)
             checkpoint.wait()  # the last write is charged to the bundle; earlier ones overlap the next epoch, as in use
             marks["end"] = time.perf_counter()
+            marks.update(sampler.stop())
+
+    def epoch_started(engine: Any) -> None:
+        marks["start"] = time.perf_counter()
+        sampler.start()
 
     trainer.add_event_handler(Events.EPOCH_STARTED(once=1), lambda _: marks.setdefault("first", time.perf_counter()))
-    trainer.add_event_handler(Events.EPOCH_STARTED(once=2), lambda _: marks.setdefault("start", time.perf_counter()))
+    trainer.add_event_handler(Events.EPOCH_STARTED(once=2), epoch_started)
     trainer.add_event_handler(Events.GET_BATCH_STARTED, batch_started)
     trainer.add_event_handler(Events.GET_BATCH_COMPLETED, batch_completed)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_completed)  # after the bundle's own handlers
@@ -187,6 +195,7 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device:
         "data_wait_ms_per_step": 1000 * marks["data_wait"] / steps,
         "bundle_fixed_s": (marks["first"] - started) + (finished - marks["end"]),
         "steps_per_epoch": trainer.state.epoch_length,
+        **{key: marks[key] for key in ("gpu_utilisation_percent", "gpu_utilisation_source", "gpu_utilisation_samples")},
     }
 
 

@@ -60,6 +60,13 @@ def _module_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int
     return 0
 
 
+def model_placement(model: nn.Module) -> dict[str, torch.device | torch.dtype]:
+    """``device`` and ``dtype`` of the model's first floating-point parameter (CPU fp32 for a model without one),
+    so probe inputs are built where the model lives instead of on the CPU."""
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return {"device": first.device, "dtype": first.dtype} if first is not None else {"device": torch.device("cpu"), "dtype": torch.float32}
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -79,7 +86,7 @@ def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] 
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, in_channels, *shape))
+        model(torch.zeros(1, in_channels, *shape, **model_placement(model)))
     finally:
         for h in handles:
             h.remove()

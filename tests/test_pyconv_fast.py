@@ -8,7 +8,7 @@ from torch import nn
 
 import segzoo
 from segzoo.complexity import measure
-from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, PyConv, merge_plan, set_implementation
+from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, PyConv, auto_implementation, compute_dtype, merge_plan, set_implementation
 
 FAST = [impl for impl in IMPLEMENTATIONS if impl != "grouped"]
 # (in, out, kernels, groups, shares, spatial_dims, bias): the paper's narrow full-resolution groups, a first layer that
@@ -19,6 +19,7 @@ CONFIGS = [
     (24, 36, [3, 5, 7, 9], [2, 4, 6, 12], [1, 1, 2, 2], 2, True),
     (16, 16, [3, 5, 7], [4, 8, 8], None, 3, False),
     (16, 16, [3, 5], [4, 8], None, 1, True),
+    (16, 32, [3, 5, 7, 9], [1, 4, 8, 16], None, 2, True),  # a level in one group, as in a pyramid starting at a plain 3x3
 ]
 
 
@@ -113,7 +114,7 @@ def test_auto_merges_narrow_groups_on_cpu_and_keeps_wide_ones_apart() -> None:
 def test_unknown_implementation_is_a_clear_error() -> None:
     with pytest.raises(segzoo.ComponentParamsError, match="implementation"):
         segzoo.build("block", "pyconv", in_channels=8, out_channels=8, implementation="fft")
-    with pytest.raises(ValueError, match="one of auto, grouped, channels_last, merged"):
+    with pytest.raises(ValueError, match="one of auto, grouped, channels_last, merged, dense, dense_merged"):
         set_implementation(PyConv(8, 8), "fft")
 
 
@@ -124,3 +125,42 @@ def test_the_implementation_is_a_config_choice_of_the_architecture() -> None:
     assert {m.implementation for m in segzoo.create_model("pyconvunet", "paper").modules() if isinstance(m, PyConv)} == {"auto"}
     with pytest.raises(segzoo.ComponentParamsError, match="implementation"):
         segzoo.build("architecture", "pyconvunet", "paper", implementation="fastest")
+
+
+@pytest.mark.parametrize("impl", ["merged", "dense", "dense_merged"])
+def test_inference_weights_are_rebuilt_once_a_parameter_changes(impl: str) -> None:
+    """Without autograd the derived weights are cached; an optimizer step or a checkpoint load must not leave them stale."""
+    reference = PyConv(16, 16, groups=[4, 8, 16, 16], implementation="grouped")
+    fast = PyConv(16, 16, groups=[4, 8, 16, 16], implementation=impl)
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 16, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-4)
+        for level in fast.levels:
+            level.weight.mul_(-2.0)  # in place, as an optimizer step is
+        torch.testing.assert_close(fast(x), -2.0 * reference(x), rtol=1e-4, atol=1e-4)
+        fast.load_state_dict(reference.state_dict())
+        torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+def test_auto_chooses_by_device_and_compute_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")  # a device object only: the rule needs no GPU
+    assert auto_implementation(torch.device("cpu"), torch.float32) == "merged"
+    assert auto_implementation(cuda, torch.bfloat16) == auto_implementation(cuda, torch.float16) == "dense"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert auto_implementation(cuda, torch.float32) == "dense"  # TF32 tensor cores
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert auto_implementation(cuda, torch.float32) == "grouped"
+    assert auto_implementation(torch.device("meta"), torch.float32) == "grouped"
+    x = torch.randn(1, 4, 8, 8)
+    assert compute_dtype(x) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert compute_dtype(x) == torch.bfloat16
+
+
+def test_every_implementation_runs_where_the_model_is() -> None:
+    """On the meta device (no memory, no kernels) every implementation keeps its weights and output on the model's device."""
+    for impl in IMPLEMENTATIONS:
+        block = PyConv(16, 32, groups=[1, 4, 8, 16], bias=True, implementation=impl).to("meta")
+        y = block(torch.empty(2, 16, 12, 12, device="meta"))
+        assert y.device.type == "meta" and y.shape == (2, 32, 12, 12), impl

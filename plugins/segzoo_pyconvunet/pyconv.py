@@ -15,7 +15,13 @@ compute the same function from the same weights (``docs/performance.md``):
 * ``merged``: channels-last, and runs of adjacent levels whose groups are narrow merged into one
   grouped convolution with zero-padded kernels and block-diagonal weights, wherever a SIMD-lane
   cost model (:func:`merge_plan`) says that is cheaper than one convolution per level.
-* ``auto``: ``merged`` on CPU, ``grouped`` elsewhere (the GPU paths are not tuned).
+* ``dense``: each level's grouped convolution as one dense convolution whose weight is block-diagonal over the
+  groups (zeros elsewhere): more MACs, but GPU tensor cores run dense convolutions far faster than small groups.
+* ``dense_merged``: all levels of the block as one dense convolution, kernels zero-padded to the largest: one launch.
+* ``auto``: :func:`auto_implementation`, by device and compute dtype (``merged`` on CPU).
+
+The weights of the derived convolutions are rebuilt from ``levels`` on every call, so autograd sends the gradients
+to the per-level parameters; without autograd (inference) they are cached until a parameter changes.
 
 Every implementation keeps the checkpoint format: the parameters are always the per-level
 convolutions in ``levels``. The channels-last implementations return a channels-last tensor, so the
@@ -39,8 +45,9 @@ import segzoo
 
 CITATION_PYCONV = "Duta IC, Liu L, Zhu F, Shao L. Pyramidal convolution: rethinking convolutional neural networks for visual recognition. arXiv:2006.11538 (2020)"
 
-Implementation = Literal["auto", "grouped", "channels_last", "merged"]
-IMPLEMENTATIONS: tuple[str, ...] = ("auto", "grouped", "channels_last", "merged")
+Implementation = Literal["auto", "grouped", "channels_last", "merged", "dense", "dense_merged"]
+IMPLEMENTATIONS: tuple[str, ...] = ("auto", "grouped", "channels_last", "merged", "dense", "dense_merged")
+_TENSOR_CORE_DTYPES = (torch.float16, torch.bfloat16)
 
 # Cost of reading or writing one feature-map element, in multiply-accumulates: fitted on a 2-core AVX-512
 # machine (a 32-channel 512x512 copy costs about as much as 100 MACs per element of a dense convolution).
@@ -73,6 +80,32 @@ def level_groups(in_channels: int, level_out: Sequence[int], groups: Sequence[in
             g -= 1
         used.append(g)
     return used
+
+
+def auto_implementation(device: torch.device, dtype: torch.dtype) -> str:
+    """What ``auto`` runs for a call on ``device`` computing in ``dtype`` (the autocast dtype when autocast is on).
+
+    * CPU: ``merged`` (measured fastest on AVX-512 and AVX2, docs/performance.md).
+    * CUDA in fp16/bf16, or in fp32 with cuDNN allowed to use TF32 (PyTorch's default for convolutions):
+      ``dense``. Tensor cores run only dense-enough convolutions; the grouped kernels of a few channels each ran
+      at 1/15 of U-Net's rate per MAC on an H200, and ``dense`` pays at most the group count in extra MACs.
+      Provisional: chosen by that cost argument, not yet by a GPU measurement (the bench's ratios per
+      implementation decide).
+    * anything else (CUDA with strict fp32, other accelerators): ``grouped``, the reference.
+    """
+    if device.type == "cpu":
+        return "merged"
+    if device.type == "cuda" and (dtype in _TENSOR_CORE_DTYPES or (dtype == torch.float32 and torch.backends.cudnn.allow_tf32)):
+        return "dense"
+    return "grouped"
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` computes in: autocast's on ``x``'s device when it is on, else ``x``'s."""
+    kind = x.device.type
+    if x.is_floating_point() and torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return x.dtype
 
 
 def simd_lanes() -> int:
@@ -131,7 +164,9 @@ class PyConvParams(segzoo.Params):
     spatial_dims: int = Field(2, ge=1, le=3, description="2 for images, 3 for volumes")
     bias: bool = Field(False, description="add a bias to every level (BN follows in PyConvU-Net, so off)")
     implementation: Implementation = Field(
-        "auto", description="how to compute it (same result, same weights): grouped, channels_last, merged, or auto (merged on CPU)"
+        "auto",
+        description="how to compute it (same result, same weights): grouped, channels_last, merged, dense, dense_merged, "
+        "or auto (by device and dtype: merged on CPU, dense on CUDA with tensor cores)",
     )
 
     @model_validator(mode="after")
@@ -178,6 +213,7 @@ class PyConv(nn.Module):
         order = self._merged_order()
         # Not persistent: the checkpoint format stays the per-level weights whatever the implementation.
         self.register_buffer("merged_order", order, persistent=False)
+        self._weight_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     @property
     def implementation(self) -> str:
@@ -210,10 +246,9 @@ class PyConv(nn.Module):
         order = [source[z, c] for z in range(len(self.levels)) for c in range(self.level_out[z])]
         return None if order == sorted(order) else torch.tensor(order)
 
-    def _merged_weights(self, run: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Weight (and bias) of the one convolution computing ``run``: kernels zero-padded to the largest,
-        a level with ``sub`` times the run's groups spread block-diagonally over each of the run's groups."""
-        g = self._run_groups(run)
+    def _run_weights(self, run: Sequence[int], g: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight (and bias) of the one convolution in ``g`` groups computing ``run``: kernels zero-padded to the
+        largest, a level with ``sub`` times ``g`` groups spread block-diagonally over each of the ``g`` groups."""
         size = max(self.kernels[z] for z in run)
         weights, biases = [], []
         for z in run:
@@ -232,37 +267,55 @@ class PyConv(nn.Module):
         weight = torch.cat(weights, 1).flatten(0, 1)
         return weight, torch.cat(biases, 1).flatten() if biases else None
 
-    def _forward_merged(self, x: torch.Tensor) -> torch.Tensor:
+    def _cached_run_weights(self, run: Sequence[int], g: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_run_weights`, reused while no parameter of the run changed (its version counter) and autograd is off."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return self._run_weights(run, g)
+        params = [p for z in run for p in self.levels[z].parameters()]
+        key = (tuple(run), g, *((p.data_ptr(), p._version, p.device, p.dtype) for p in params))
+        if key not in self._weight_cache:
+            self._weight_cache = {k: v for k, v in self._weight_cache.items() if k[:2] != key[:2]}
+            self._weight_cache[key] = self._run_weights(run, g)
+        return self._weight_cache[key]
+
+    def _forward_runs(self, x: torch.Tensor, plan: Sequence[Sequence[int]], dense: bool) -> torch.Tensor:
+        """Each run of levels as one convolution: in the gcd of its groups (``merged``) or in one group (``dense``)."""
         conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
         outs = []
-        for run in self.plan:
-            if len(run) == 1:
+        for run in plan:
+            g = 1 if dense else self._run_groups(run)
+            if len(run) == 1 and self.level_groups[run[0]] == g:
                 outs.append(self.levels[run[0]](x))
                 continue
-            weight, bias = self._merged_weights(run)
-            outs.append(conv(x, weight, bias, padding=weight.shape[-1] // 2, groups=self._run_groups(run)))
+            weight, bias = self._cached_run_weights(run, g)
+            outs.append(conv(x, weight, bias, padding=weight.shape[-1] // 2, groups=g))
         y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-        if self.merged_order is not None:
+        if not dense and self.merged_order is not None:
             # Gather along the innermost (channel) axis of the channels-last layout: a cheap, format-keeping copy.
             y = y.movedim(1, -1)[..., self.merged_order].movedim(-1, 1)
         return y
 
     def resolved_implementation(self, x: torch.Tensor) -> str:
-        """What ``forward`` runs for ``x``: ``auto`` resolved by device; forward hooks on a level force one call per level."""
+        """What ``forward`` runs for ``x``: ``auto`` resolved by device and compute dtype; forward hooks on a level force
+        one call per level."""
         impl = self.implementation
         if impl == "auto":
-            impl = "merged" if x.device.type == "cpu" else "grouped"
+            impl = auto_implementation(x.device, compute_dtype(x))
         # Hooks on a level (the MAC counter's, a feature extractor's) must see that level's call.
-        if impl == "merged" and any(level._forward_hooks or level._forward_pre_hooks for level in self.levels):
+        if impl in ("merged", "dense", "dense_merged") and any(level._forward_hooks or level._forward_pre_hooks for level in self.levels):
             impl = "channels_last"
         return impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         impl = self.resolved_implementation(x)
-        if impl != "grouped" and self.spatial_dims in _CHANNELS_LAST:
+        if impl in ("channels_last", "merged") and self.spatial_dims in _CHANNELS_LAST:
             x = x.contiguous(memory_format=_CHANNELS_LAST[self.spatial_dims])
         if impl == "merged":
-            return self._forward_merged(x)
+            return self._forward_runs(x, self.plan, dense=False)
+        if impl == "dense":
+            return self._forward_runs(x, [(z,) for z in range(len(self.levels))], dense=True)
+        if impl == "dense_merged":
+            return self._forward_runs(x, [tuple(range(len(self.levels)))], dense=True)
         return torch.cat([level(x) for level in self.levels], dim=1)
 
 

@@ -28,7 +28,7 @@ class PyConvUNetParams(EncoderDecoderParams):
     implementation: Implementation = Field(
         "auto",
         description="how every PyConv is computed (same result, same weights): grouped (reference), channels_last, merged, "
-        "or auto (merged on CPU, grouped on GPU)",
+        "dense, dense_merged, or auto (merged on CPU, dense on CUDA with tensor cores; docs/performance.md)",
     )
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from segzoo.engine.runs import (
     load_items,
     prepare_network,
     run_name,
+    set_determinism,
     shared_run_name,
     train_loader_class,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "prepare_network",
     "probabilities",
     "run_name",
+    "set_determinism",
     "shared_run_name",
     "train_loader_class",
 ]

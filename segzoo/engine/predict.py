@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from segzoo.complexity import model_placement
 from segzoo.engine.plots import prediction_panel
 
 
@@ -15,16 +16,17 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str = "cpu",
+def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str | None = None,
             to_probabilities: Callable[[Any], torch.Tensor] = probabilities) -> torch.Tensor:
-    """Probabilities ``(C, H, W)`` for one image ``(C, H, W)``; the network is left in the mode it was in.
+    """Probabilities ``(C, H, W)`` on the CPU for one image ``(C, H, W)``, computed on ``device`` (default: where the
+    network's weights are); the network is left in the mode it was in.
 
     ``to_probabilities`` maps the inferer's output to mask probabilities (default: sigmoid/softmax of logits).
     """
     was_training = network.training
     network.eval()
     try:
-        batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
+        batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device or model_placement(network)["device"])
         output = inferer(batch, network)
         return to_probabilities(output.float() if torch.is_tensor(output) else output).float()[0].cpu()
     finally:
@@ -32,7 +34,7 @@ def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: tor
 
 
 def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable,
-          device: torch.device | str = "cpu", to_probabilities: Callable[[Any], torch.Tensor] = probabilities):
+          device: torch.device | str | None = None, to_probabilities: Callable[[Any], torch.Tensor] = probabilities):
     """A figure with one row per item: image, label, then each model's thresholded prediction."""
     rows = []
     for item in items:

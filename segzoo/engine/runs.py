@@ -24,6 +24,28 @@ def amp_kwargs(dtype: str) -> dict[str, torch.dtype]:
     return {"dtype": AMP_DTYPES[dtype]}
 
 
+def set_determinism(seed: int, deterministic: bool | str = False, cudnn_benchmark: bool | str = False) -> None:
+    """Seed every generator (MONAI's ``set_determinism``), then choose cuDNN's kernels by the bundle's switches.
+
+    With a seed, MONAI also forces cuDNN's deterministic kernels and turns its benchmark pass off, on every run:
+    on a GPU that costs speed the default ``deterministic: false`` promises not to spend. Here ``deterministic``
+    alone decides (``torch.use_deterministic_algorithms`` and cuDNN's deterministic kernels), and ``cudnn_benchmark``
+    lets cuDNN time its algorithms on the first call of each shape (faster steps after a first pass that takes
+    seconds for large grouped kernels; ``torch.backends.cudnn.benchmark_limit`` bounds how many it tries).
+    """
+    from monai.utils import set_determinism as monai_set_determinism
+
+    deterministic, benchmark = as_flag(deterministic, "deterministic"), as_flag(cudnn_benchmark, "cudnn_benchmark")
+    if deterministic and benchmark:
+        raise SegzooError("--deterministic true and --cudnn_benchmark true exclude each other: the benchmark may pick a "
+                          "non-deterministic kernel; leave one of them false")
+    if deterministic:  # cuBLAS is deterministic only with a fixed workspace, set before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    monai_set_determinism(seed=seed, use_deterministic_algorithms=deterministic or None)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = benchmark
+
+
 def train_loader_class(device: torch.device | str) -> type:
     """The training data loader for ``device``: on a GPU, MONAI's ``ThreadDataLoader`` prepares the next batch in a
     thread while the GPU trains; on a CPU the plain ``DataLoader`` runs the transforms inline, because a thread
