@@ -170,9 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # commands that run bundles live in their own modules
     from segzoo import compare, tune
+    from segzoo.export import cli as export_cli
 
     compare.register(sub)
     tune.register(sub)
+    export_cli.register(sub)
     return parser
 
 
