@@ -11,6 +11,9 @@ the graph keeps, in order, with a class attribute (the whole contract, see docs/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +43,13 @@ class InferenceGraph(nn.Module):
     @property
     def names(self) -> tuple[str, ...]:
         return output_names(self.network)
+
+    # The network's own state dict, so a bundle checkpoint loads into the graph (``monai.bundle ckpt_export``).
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.network.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        return self.network.load_state_dict(state_dict, strict, assign)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         output = self.network(image)
