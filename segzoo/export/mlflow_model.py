@@ -83,9 +83,13 @@ def register_model(client: Any, run_id: str, name: str) -> Any:
     return client.create_model_version(name, source=source, run_id=run_id)
 
 
-def register_winner(client: Any, entries: dict[str, dict[str, Any]], name: str, metric: str | None = None) -> str:
-    """Register the model of the compared architecture with the highest held-out ``metric`` (default: the first
-    metric evaluated) as ``name``; returns the winner's architecture."""
+def register_winner(tracking_uri: str, entries: dict[str, dict[str, Any]], name: str, metric: str | None = None) -> str:
+    """Register the model of the compared architecture with the highest held-out ``metric`` (default: the key metric,
+    the evaluator's first) as ``name``; returns the winner's architecture. ``entries`` is ``segzoo compare``'s state:
+    ``{arch: {"run_id", "metrics"}}``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
     metric = metric or next(iter(next(iter(entries.values()))["metrics"]))
     winner = max(entries, key=lambda arch: entries[arch]["metrics"][metric])
     version = register_model(client, entries[winner]["run_id"], name)
