@@ -117,3 +117,12 @@ def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tmp
     (version,) = client.search_model_versions("name='segmenter'")
     assert version.run_id == entries["better"]["run_id"]
     assert {a.path for a in client.list_artifacts(version.run_id, "model")} >= {"model/MLmodel", "model/artifacts"}
+
+
+def test_segzoo_export_mlflow_writes_a_model_folder_that_predicts_masks(run_dir: Path) -> None:
+    import mlflow
+
+    assert main(["export", str(run_dir), "--format", "mlflow", "--size", "64"]) == 0
+    masks = mlflow.pyfunc.load_model(str(run_dir / "mlflow_model")).predict(np.random.default_rng(0).random((1, 1, 40, 50), dtype=np.float32))
+    assert masks.shape == (1, 40, 50) and masks.dtype == np.uint8
+    assert sorted(p.name for p in run_dir.iterdir()) == ["components.json", "mlflow_model", "model.pt"]  # nothing left beside it

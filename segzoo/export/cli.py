@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from segzoo.export.formats import FORMATS, SUFFIXES, TOLERANCE, export_network
@@ -22,9 +23,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from segzoo.export.mlflow_model import save_pyfunc
 
         output = Path(args.output or find_checkpoint(args.run).parent / "mlflow_model")
-        torchscript = export_network(trained.network, "torchscript", output.parent / f"{output.name}.ts",
-                                     sample_input(trained, args.size), args.tolerance)
-        save_pyfunc(output, torchscript.path, trained.in_channels)
+        with tempfile.TemporaryDirectory(prefix="segzoo-export-") as tmp:  # the model folder keeps its own copy
+            torchscript = export_network(trained.network, "torchscript", Path(tmp) / "model.ts", sample_input(trained, args.size),
+                                         args.tolerance)
+            save_pyfunc(output, torchscript.path, trained.in_channels)
         print(f"{torchscript.summary()}\nMLflow model -> {output} (mlflow.pyfunc.load_model('{output}').predict(images))")
         return 0
     output = Path(args.output or find_checkpoint(args.run).with_suffix(SUFFIXES[args.format]))

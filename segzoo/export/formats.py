@@ -8,6 +8,7 @@ that computes what the network computes.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def save_onnx(graph: InferenceGraph, sample: torch.Tensor, path: Path) -> None:
     """ONNX through the dynamo exporter (the TorchScript-based one fails on PyConv's grouped convolutions), with
     batch and spatial size dynamic (``Dim.AUTO`` keeps the size divisibility a network checks as a constraint)."""
     dynamic = torch.export.Dim.AUTO
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "torchvision is not installed"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (sample,), str(path), dynamo=True, opset_version=ONNX_OPSET, input_names=["image"],
