@@ -100,7 +100,7 @@ def readme(meta: dict[str, Any], trained: TrainedModel) -> str:
 ```bash
 python -m monai.bundle run --config_file configs/inference.json                      # the images of samples/
 python -m monai.bundle run --config_file configs/inference.json --input_dir DIR --output_ext .nii.gz
-python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath SCHEMA.json
+python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath meta_schema.json   # segzoo/export/meta_schema.json
 ```
 
 Run from this folder (or pass `--bundle_root FOLDER`). Masks go to `predictions/<image>_mask<ext>`.

@@ -69,8 +69,8 @@ def load_trained(run_or_checkpoint: str | Path, arch: str | None = None, preset:
     checkpoint = find_checkpoint(run_or_checkpoint)
     recorded = architecture_of(checkpoint) if arch is None else {"name": arch}
     name = recorded.pop("name")
-    preset = preset if preset is not None else recorded.pop("preset", None)
-    recorded.pop("preset", None)
+    trained_preset = recorded.pop("preset", None)
+    preset = preset if preset is not None else trained_preset
     merged = {**recorded, **(params or {})}
     spec = segzoo.get("architecture", name)
     if "final_activation" in spec.params.model_fields:
