@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed inference runs per architecture (after one warm-up)")
     p.add_argument("--panel_images", type=int, default=4, help="held-out images in the prediction panel")
     p.add_argument("--tracking_uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's default)")
+    p.add_argument("--register_winner", metavar="NAME", help="register the MLflow model of the architecture with the best "
+                                                             "held-out key metric under NAME (segzoo.export.mlflow_model)")
     p.set_defaults(func=cmd_compare)
     return p
 
@@ -92,6 +94,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = Comparison(bundle, archs, overrides, args.output, args.weights, args.tracking_uri, args.paper_dataset,
                             args.repeats, args.panel_images)
     table = run(comparison)
+    if args.register_winner:
+        from segzoo.export.mlflow_model import register_winner
+
+        register_winner(comparison.tracking_uri, comparison.state["archs"], args.register_winner)
     print(f"comparison written to {table} (and {table.with_suffix('.csv').name} beside it)")
     return 0
 

@@ -128,7 +128,7 @@ def test_supervision_row_trains_on_tem_files_then_evaluates_and_segments_whole_i
 
     masks = tmp_path / "masks"
     run("inference", config_file=str(CONFIGS / "inference.json"), input_dir=str(data / "train" / "images"), output_dir=str(masks), **shared)
-    predicted = np.asarray(Image.open(masks / "00.png"))
+    predicted = tifffile.imread(masks / "00.tif")  # TIFF in, TIFF out
     assert predicted.shape == (128, 128) and set(np.unique(predicted)) <= {0, 1, 2, 3}
 
 

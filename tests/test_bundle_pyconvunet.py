@@ -221,3 +221,45 @@ def test_switches_accept_lowercase_text_and_refuse_anything_else() -> None:
     assert amp_kwargs("bfloat16") == {"dtype": torch.bfloat16}
     with pytest.raises(SegzooError, match="--amp_dtype expects one of float16, bfloat16, got 'fp8'"):
         amp_kwargs("fp8")
+
+
+# -- using the trained model without segzoo (issue 14) ----------------------------------------------
+def without_segzoo(code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python in which ``import segzoo`` (and any plugin) fails, as on a machine without them."""
+    blocker = "import sys; sys.modules.update(dict.fromkeys(['segzoo', 'segzoo_pyconvunet', 'segzoo_baselines', 'segzoo_frem', 'segzoo_munet']))\n"
+    env = {**os.environ, **(env or {})}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-c", blocker + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def test_the_logged_mlflow_model_predicts_masks_without_segzoo(trained: dict, tmp_path: Path) -> None:
+    run_id = (trained["run_dir"] / "mlflow_run_id.txt").read_text().strip()
+    proc = without_segzoo(
+        "import mlflow, numpy as np\n"
+        f"model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
+        "masks = model.predict(np.random.default_rng(0).random((2, 1, 70, 90), dtype=np.float32))\n"
+        "print('masks', masks.shape, masks.dtype, sorted(set(np.unique(masks).tolist()) - {0, 1}))\n"
+        "print('signature', model.metadata.get_input_schema().inputs[0].shape)\n",
+        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": trained["uri"]})
+    assert "masks (2, 70, 90) uint8 []" in proc.stdout  # one 0/1 mask per image, at the image's size
+    assert "signature (-1, 1, -1, -1)" in proc.stdout
+
+
+def test_a_packed_bundle_runs_inference_from_any_folder_with_monai_alone(trained: dict, tmp_path: Path) -> None:
+    from segzoo.cli import main
+
+    packed = tmp_path / "pyconvunet_packed"
+    assert main(["pack", str(trained["run_dir"]), "--bundle", str(BUNDLES / "pyconvunet"), "--output", str(packed)]) == 0
+    for name in ("configs/inference.json", "configs/metadata.json", "models/model.pt", "models/model.ts", "docs/README.md"):
+        assert (packed / name).is_file(), name
+    without_segzoo(
+        "import runpy, sys\n"
+        "sys.argv = ['monai.bundle', 'run', '--config_file', 'configs/inference.json']\n"
+        "runpy.run_module('monai.bundle', run_name='__main__')\n",
+        cwd=packed)
+    samples = sorted(p.stem for p in (packed / "samples").glob("*.png"))
+    masks = sorted((packed / "predictions").glob("*_mask.png"))
+    assert [p.name for p in masks] == [f"{s}_mask.png" for s in samples] and samples
+    assert set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 255}

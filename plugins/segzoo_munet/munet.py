@@ -68,6 +68,9 @@ class DecoderStep(nn.Module):
 class MUNet(nn.Module):
     """Encoder-decoder with a classification head on C5 and one mask per decoder step; see :class:`MUNetOutput`."""
 
+    # segzoo export keeps the fused mask and the class logits; the branch masks only serve the training loss
+    export_outputs = ("fused", "logits")
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -95,12 +95,12 @@ def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] |
 
 
 def load_images(image_dir: str, in_channels: int | None = None) -> list[dict[str, Any]]:
-    """Every image of a folder (no masks), for inference: ``{"image", "name"}`` items."""
+    """Every image of a folder (no masks), for inference: ``{"image", "name", "path"}`` items (predictions are written like ``path``)."""
     folder = Path(image_dir)
     images = sorted(p for p in folder.iterdir() if _suffix(p) in SUFFIXES) if folder.is_dir() else []
     if not images:
         raise DataError(f"{folder} holds no images ({', '.join(sorted(SUFFIXES))}); pass --input_dir with the images to segment.")
-    return [{"image": to_unit_range(_match_channels(read_image(p), in_channels, p)), "name": _stem(p)} for p in images]
+    return [{"image": to_unit_range(_match_channels(read_image(p), in_channels, p)), "name": _stem(p), "path": str(p)} for p in images]
 
 
 def _match_channels(image: np.ndarray, in_channels: int | None, path: Path) -> np.ndarray:

@@ -57,23 +57,34 @@ class MetricsCSVWriter:
 
 
 class MaskWriter:
-    """Writes one PNG mask per image: 0/255 for a binary network, class indices for several classes."""
+    """Writes one mask per image in the image's format and geometry (:mod:`segzoo.data.writers`), and optionally its
+    probability map (``<name>_probabilities``, float32). Masks hold 0/255 (PNG, TIFF) or 0/1 (ITK formats) for a
+    binary network, class indices for several classes."""
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, save_probabilities: bool | str = False) -> None:
+        from segzoo.engine.runs import as_flag
+
         self.output_dir = Path(output_dir)
+        self.save_probabilities = as_flag(save_probabilities, "save_probabilities")
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        from PIL import Image
+        from segzoo.data.writers import output_suffix, write_like
 
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         outputs: list[dict[str, Any]] = engine.state.output
         for item, out in zip(engine.state.batch, outputs):
+            source = item.get("path")
             pred = torch.as_tensor(out["pred"]).float().cpu()
-            mask = (pred[0] >= 0.5).numpy().astype(np.uint8) * 255 if pred.shape[0] == 1 else pred.argmax(0).numpy().astype(np.uint8)
-            Image.fromarray(mask).save(self.output_dir / f"{item['name']}.png")
+            if pred.shape[0] == 1:
+                viewable = output_suffix(source) in (".png", ".tif", ".tiff")
+                mask = (pred[0] >= 0.5).numpy().astype(np.uint8) * (255 if viewable else 1)
+            else:
+                mask = pred.argmax(0).numpy().astype(np.uint8)
+            write_like(mask, self.output_dir / item["name"], source)
+            if self.save_probabilities:
+                write_like(pred.numpy(), self.output_dir / f"{item['name']}_probabilities", source)
 
 
 @runtime_checkable

@@ -92,6 +92,7 @@ class MLflowTracker:
         tracking_uri: MLflow tracking URI; by default ``MLFLOW_TRACKING_URI`` or MLflow's local store.
         parent_run_id: nest the run under this run (comparisons and searches).
         resume: continue the MLflow run recorded in ``output_dir`` (an interrupted training) instead of a new one.
+        register_as: register the run's MLflow model (logged when ``output_dir`` holds ``model.pt``) under this name.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class MLflowTracker:
         parent_run_id: str | None = None,
         extra_params: dict[str, Any] | None = None,
         resume: bool = False,
+        register_as: str | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -119,6 +121,7 @@ class MLflowTracker:
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
         self.resume = as_flag(resume, "resume")
+        self.register_as = register_as
         self.uri = tracking_uri or ""
         self.client: Any = None
         self.config = current_bundle_config()
@@ -228,7 +231,10 @@ class MLflowTracker:
                 self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
+        from segzoo.export.mlflow_model import log_trained_model
+
         self._log_artifacts()
+        self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:

@@ -1,0 +1,68 @@
+"""``segzoo export`` and ``segzoo pack``: a trained run as TorchScript, ONNX, an MLflow model or a Model Zoo bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from segzoo.export.formats import FORMATS, SUFFIXES, TOLERANCE, export_network
+from segzoo.export.trained import find_checkpoint, load_trained, sample_input
+
+MLFLOW = "mlflow"
+
+
+def _trained(args: argparse.Namespace):
+    return load_trained(args.run, arch=args.arch, preset=args.preset, params=json.loads(args.params) if args.params else None)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    trained = _trained(args)
+    if args.format == MLFLOW:
+        from segzoo.export.mlflow_model import save_pyfunc
+
+        output = Path(args.output or find_checkpoint(args.run).parent / "mlflow_model")
+        with tempfile.TemporaryDirectory(prefix="segzoo-export-") as tmp:  # the model folder keeps its own copy
+            torchscript = export_network(trained.network, "torchscript", Path(tmp) / "model.ts", sample_input(trained, args.size),
+                                         args.tolerance)
+            save_pyfunc(output, torchscript.path, trained.in_channels)
+        print(f"{torchscript.summary()}\nMLflow model -> {output} (mlflow.pyfunc.load_model('{output}').predict(images))")
+        return 0
+    output = Path(args.output or find_checkpoint(args.run).with_suffix(SUFFIXES[args.format]))
+    result = export_network(trained.network, args.format, output, sample_input(trained, args.size), args.tolerance)
+    print(result.summary())
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from segzoo.export.pack import pack
+
+    folder = pack(args.run, args.bundle, args.output, _trained(args))
+    print(f"Model Zoo bundle -> {folder}\nrun it: cd {folder} && python -m monai.bundle run --config_file configs/inference.json "
+          "--input_dir IMAGES")
+    return 0
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run folder (runs/<bundle>/<run>/ with model.pt or last.pt) or a checkpoint file")
+    p.add_argument("--arch", help="architecture (default: the run's components.json)")
+    p.add_argument("--preset", help="preset (default: the run's)")
+    p.add_argument("--params", help='architecture parameters over the run\'s, as JSON, e.g. \'{"in_channels": 1}\'')
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``export`` and ``pack`` to the ``segzoo`` command's subparsers."""
+    p = subparsers.add_parser("export", help="a trained run as TorchScript, ONNX or an MLflow model, checked against PyTorch")
+    _add_network_options(p)
+    p.add_argument("--format", required=True, choices=(*FORMATS, MLFLOW))
+    p.add_argument("--output", help="file (folder for mlflow) to write; default: beside the checkpoint (model.ts, model.onnx, mlflow_model/)")
+    p.add_argument("--size", type=int, default=256, help="height and width of the random sample input the export is checked on")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="largest max-abs difference to PyTorch accepted (fp32)")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("pack", help="a bundle and a trained run as a self-contained MONAI Model Zoo bundle folder")
+    _add_network_options(p)
+    p.add_argument("--bundle", required=True, type=Path, help="the bundle the run was trained with, e.g. bundles/pyconvunet")
+    p.add_argument("--output", required=True, type=Path, help="folder to create (configs/, models/, docs/)")
+    p.set_defaults(func=cmd_pack)
