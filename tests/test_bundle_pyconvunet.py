@@ -103,7 +103,7 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
 
 def test_a_sqlite_store_keeps_its_artifacts_beside_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow would put them in ./mlruns of whatever folder the run started from (the checkout, for in-process tests)."""
-    from segzoo.engine.tracking import artifact_location, get_or_create_experiment
+    from segzoo.engine.mlflow_runs import artifact_location, get_or_create_experiment
 
     (tmp_path / "store").mkdir()
     (tmp_path / "elsewhere").mkdir()

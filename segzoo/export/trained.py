@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ from torch import nn
 
 import segzoo
 from segzoo.engine.runs import load_checkpoint
-from segzoo.engine.tracking import RUN_INFO_FILE
+from segzoo.engine.store import BEST, LAST, RUN_INFO_FILE, read_run_info
 from segzoo.registry import SegzooError
 
-CHECKPOINTS = ("model.pt", "last.pt")  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
+CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
 
 
 @dataclass
@@ -55,7 +54,10 @@ def architecture_of(checkpoint: Path) -> dict[str, Any]:
     if not info.is_file():
         raise SegzooError(f"{info} is missing, so which network {checkpoint} holds is unknown; export from a run folder "
                           "written by a segzoo bundle, or pass --arch NAME (and --preset/--params) yourself")
-    return dict(json.loads(info.read_text())["architecture"])
+    recorded = dict(read_run_info(checkpoint.parent)["architecture"])
+    for provenance in ("plugin", "plugin_version"):  # who built it, not how: not a parameter
+        recorded.pop(provenance, None)
+    return recorded
 
 
 def load_trained(run_or_checkpoint: str | Path, arch: str | None = None, preset: str | None = None,
