@@ -268,8 +268,12 @@ class PyConv(nn.Module):
         return weight, torch.cat(biases, 1).flatten() if biases else None
 
     def _cached_run_weights(self, run: Sequence[int], g: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`_run_weights`, reused while no parameter of the run changed (its version counter) and autograd is off."""
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        """:meth:`_run_weights`, reused while no parameter of the run changed (its version counter) and autograd is off.
+
+        Never while tracing or compiling: a cached tensor would be baked into the graph as a constant, detached
+        from the parameters an exported model loads.
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
             return self._run_weights(run, g)
         params = [p for z in run for p in self.levels[z].parameters()]
         key = (tuple(run), g, *((p.data_ptr(), p._version, p.device, p.dtype) for p in params))
