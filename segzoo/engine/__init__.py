@@ -6,6 +6,7 @@ nothing here knows a paper.
 
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
+from segzoo.engine.mlflow_dataset import evaluation_context
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
@@ -37,6 +38,7 @@ __all__ = [
     "check_components",
     "check_overrides",
     "check_params",
+    "evaluation_context",
     "TrainHookHandler",
     "inference_items",
     "latest_checkpoint",

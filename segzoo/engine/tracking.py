@@ -1,9 +1,12 @@
 """MLflow logging for bundle runs, tolerant of a tracking server that goes away.
 
-One experiment per bundle. A run logs: parameters (the bundle config as run, the
-components it built with their plugins and versions, the git commit), per-epoch
-metrics (train loss and every validation metric), and artifacts (the config, the
-best checkpoint, loss/metric curves and an image/mask/prediction panel). A server
+One experiment per bundle, tagged as model training. A run logs: parameters (the bundle
+config as run, its top-level keys under short names, the components it built), what the
+UI's runs table shows (see :mod:`segzoo.engine.run_metadata`: dataset inputs with their
+digest, a one-line description, source, git and plugin-version tags), per-epoch metrics
+(train loss and every validation metric), system metrics (CPU, memory, GPU), and
+artifacts (the config, the best checkpoint, loss/metric curves and an
+image/mask/prediction panel). A server
 that cannot be reached at start stops the run before training, naming the URI; one
 that fails later costs a warning and training goes on.
 """
@@ -15,7 +18,6 @@ import json
 import os
 import urllib.error
 import urllib.request
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +27,17 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
-import segzoo
+from segzoo.engine.mlflow_dataset import dataset_origin
+from segzoo.engine.run_metadata import (
+    MODEL_TRAINING,
+    describe,
+    describe_run,
+    key_params,
+    log_datasets,
+    mark_as_model_training,
+    source_tags,
+    start_system_metrics,
+)
 from segzoo.engine.runs import as_flag
 from segzoo.registry import SegzooError
 
@@ -41,8 +53,9 @@ class TrackingUnavailableError(SegzooError):
     """The MLflow tracking store could not be reached before training."""
 
 
-def current_bundle_config() -> dict[str, Any] | None:
-    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any.
+def current_bundle_workflow() -> Any | None:
+    """The MONAI bundle workflow running this code, if any: its parser holds the config (files merged, overrides
+    applied), its ``config_root_path`` the bundle's ``configs/`` folder.
 
     Configs cannot reference themselves, so the tracker finds the ``ConfigWorkflow``
     that is instantiating it on the call stack.
@@ -52,7 +65,7 @@ def current_bundle_config() -> dict[str, Any] | None:
     for frame_info in inspect.stack(context=0):
         owner = frame_info.frame.f_locals.get("self")
         if isinstance(owner, ConfigWorkflow):
-            return owner.parser.get()
+            return owner
     return None
 
 
@@ -77,16 +90,13 @@ def artifact_location(uri: str) -> str | None:
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
+    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist; tagged as
+    model training either way (see :func:`~segzoo.engine.run_metadata.mark_as_model_training`)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    if found is None:
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri), tags=MODEL_TRAINING)
+    mark_as_model_training(client, found)
+    return found.experiment_id
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
@@ -105,10 +115,6 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def plugin_versions() -> dict[str, str]:
-    return {f"plugin.{p.name}": p.version for p in segzoo.plugin_manager().plugins if p.error is None}
-
-
 class MLflowTracker:
     """Attach to a trainer (with its evaluator) or to an evaluator alone.
 
@@ -123,6 +129,9 @@ class MLflowTracker:
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
         tracking_uri: MLflow tracking URI; by default ``MLFLOW_TRACKING_URI`` or MLflow's local store.
         parent_run_id: nest the run under this run (comparisons and searches).
+        datasets: the data the run sees, ``{"training": items, "validation": items}`` (an evaluation: one context,
+            "validation" or "test"); logged as MLflow dataset inputs named after the bundle's ``dataset_dir`` or
+            ``synthetic`` generator, with a digest of their contents.
         resume: continue the MLflow run recorded in ``output_dir`` (an interrupted training) instead of a new one.
     """
 
@@ -139,6 +148,7 @@ class MLflowTracker:
         parent_run_id: str | None = None,
         extra_params: dict[str, Any] | None = None,
         resume: bool = False,
+        datasets: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -153,7 +163,11 @@ class MLflowTracker:
         self.resume = as_flag(resume, "resume")
         self.uri = tracking_uri or ""
         self.client: Any = None
-        self.config = current_bundle_config()
+        workflow = current_bundle_workflow()
+        self.config = workflow.parser.get() if workflow else None
+        self.bundle_dir = str(Path(workflow.config_root_path).resolve().parent) if workflow else None
+        self.datasets = datasets or {}
+        self.system_metrics: Any = None
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
         self._epoch_losses: list[float] = []
@@ -162,6 +176,7 @@ class MLflowTracker:
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.STARTED, self._start_system_metrics)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
         engine.add_event_handler(Events.COMPLETED, self.finish)
@@ -219,8 +234,7 @@ class MLflowTracker:
         tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
         self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
         id_file.write_text(self.run_id)
-        params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
-        params.update(plugin_versions())
+        params: dict[str, str] = {"output_dir": str(self.output_dir)}
         for role, (name, values) in self.components.items():
             params[role] = name
             params.update({f"{role}.{k}": v for k, v in flatten(values).items()})
@@ -228,9 +242,28 @@ class MLflowTracker:
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
             self._safe("logging the config", self.client.log_dict, self.run_id, self.config, "config/resolved_config.json")
+        params.update(self._describe())
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._safe("logging params", self.client.log_batch, self.run_id, params=items[i : i + 100])
+
+    def _describe(self) -> dict[str, str]:
+        """Log what the UI's runs table shows (datasets, description, source and version tags); return the short
+        key parameters, logged with the others."""
+        config = self.config or {}
+        name, source = dataset_origin(config.get("dataset_dir"), config.get("synthetic"))
+        evaluated = None if self.evaluator is not None else next(iter(self.datasets), "held-out data")
+        self._safe("logging the datasets", log_datasets, self.client, self.run_id, self.datasets, name, source)
+        self._safe("describing the run", describe_run, self.client, self.run_id, describe(config, name, evaluated), source_tags(self.bundle_dir))
+        return key_params(config, name)
+
+    def _start_system_metrics(self, engine: Engine) -> None:
+        if self.run_id is not None and not self._warned:
+            self.system_metrics = start_system_metrics(self.run_id, self.uri, resume=self.resume)
+
+    def _stop_system_metrics(self) -> None:
+        if self.system_metrics is not None:
+            self.system_metrics.finish()
 
     def _collect_loss(self, engine: Engine) -> None:
         output = engine.state.output
@@ -287,12 +320,14 @@ class MLflowTracker:
                 self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
+        self._stop_system_metrics()
         self._log_artifacts()
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
         if self.run_id is not None:
+            self._stop_system_metrics()
             self._log_artifacts()
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             self._safe("closing the run", self.client.set_terminated, self.run_id, status)
