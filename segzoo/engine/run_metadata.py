@@ -91,12 +91,14 @@ def describe(config: dict[str, Any], dataset: str, evaluated: str | None = None)
     return ", ".join(parts)
 
 
-def describe_run(client: Any, run_id: str, description: str, tags: dict[str, str] | None = None) -> None:
-    """Set the run's description (the runs table's Description column, the run page's text) and ``tags``."""
-    from mlflow.entities import RunTag
+def run_tags(source: str | None = None, description: str | None = None) -> dict[str, str]:
+    """What a new run is tagged with: :func:`source_tags` and, if given, its one-line ``description``."""
+    return source_tags(source) | ({DESCRIPTION_TAG: description} if description else {})
 
-    tags = {**(tags or {}), DESCRIPTION_TAG: description}
-    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+
+def set_description(client: Any, run_id: str, text: str) -> None:
+    """Replace a run's description (the runs table's Description column, the run page's text; markdown)."""
+    client.set_tag(run_id, DESCRIPTION_TAG, text)
 
 
 def log_datasets(client: Any, run_id: str, datasets: dict[str, list[dict[str, Any]]], name: str, source: Any) -> None:
@@ -108,11 +110,14 @@ def log_datasets(client: Any, run_id: str, datasets: dict[str, list[dict[str, An
         client.log_inputs(run_id, datasets=dataset_inputs(datasets, name, source))
 
 
-def copy_datasets(client: Any, from_run_id: str, to_run_id: str) -> None:
-    """Give ``to_run_id`` (a comparison's or study's parent) the dataset inputs of ``from_run_id`` (one of its runs)."""
-    inputs = client.get_run(from_run_id).inputs
-    if inputs and inputs.dataset_inputs:
-        client.log_inputs(to_run_id, datasets=inputs.dataset_inputs)
+def summarize(client: Any, run_id: str, one_of_its_runs: str, title: str, table: str) -> None:
+    """Describe a comparison's or study's parent run: ``title`` on the data and epochs of ``one_of_its_runs`` (whose
+    dataset inputs it takes), then ``table`` (markdown), so the runs list says what it found without opening it."""
+    child = client.get_run(one_of_its_runs)
+    if child.inputs and child.inputs.dataset_inputs:
+        client.log_inputs(run_id, datasets=child.inputs.dataset_inputs)
+    params = child.data.params
+    set_description(client, run_id, f"{title} on {params.get('dataset', 'the bundle data')}, {params.get('epochs', '?')} epochs each\n\n{table}")
 
 
 def system_metrics_enabled() -> bool:
