@@ -102,7 +102,7 @@ def run(comparison: Comparison) -> Path:
 
     from segzoo.compare_report import write_report
     from segzoo.engine.mlflow_runs import flatten, log_params, open_run
-    from segzoo.engine.run_metadata import summarize
+    from segzoo.engine.run_metadata import summarize, ui_link
     from segzoo.engine.runs import run_name
 
     comparison.output = comparison.output or Path("runs") / comparison.bundle.name / "compare"
@@ -135,6 +135,7 @@ def run(comparison: Comparison) -> Path:
         client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
+    print(f"MLflow comparison: {ui_link(client, parent)}")
     return paths[0]
 
 

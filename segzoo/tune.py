@@ -102,6 +102,7 @@ class Tuner:
 
         from segzoo.engine.checkpoints import NonFiniteLossError
         from segzoo.engine.mlflow_runs import log_params, open_run
+        from segzoo.engine.run_metadata import ui_link
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
@@ -134,6 +135,7 @@ class Tuner:
             client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         client.set_terminated(parent, "FINISHED")
+        print(f"MLflow study: {ui_link(client, parent)}")
         return study
 
     @property

@@ -10,7 +10,7 @@ import pytest
 
 from segzoo.data import synthetic_cells
 from segzoo.engine.mlflow_dataset import content_digest, dataset_origin, evaluation_context
-from segzoo.engine.run_metadata import describe, key_params, start_system_metrics
+from segzoo.engine.run_metadata import describe, key_params, start_system_metrics, ui_link
 from segzoo.engine.tracking import get_or_create_experiment
 
 
@@ -71,6 +71,15 @@ def test_experiments_open_on_model_training_unless_a_user_chose_otherwise(store:
     assert get_or_create_experiment(mlflow, "munet") == chosen
     assert mlflow.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"
     assert older != chosen
+
+
+def test_printed_links_open_the_model_training_pages(store: str) -> None:
+    """MLflow 3.17's UI picks GenAI or model-training pages from the link (or a switch the browser remembers)."""
+    mlflow = client(store)
+    experiment_id = get_or_create_experiment(mlflow, "links")
+    run_id = mlflow.create_run(experiment_id).info.run_id
+    assert ui_link(mlflow, run_id) == (f"mlflow ui --backend-store-uri {store}, then "
+                                       f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
 
 
 def test_system_metrics_follow_mlflows_switch(store: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """What makes a run readable in MLflow's UI without opening it: experiment kind, source, dataset, description.
 
-MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless the experiment says it holds
-model training; the runs table's Source, Dataset and Description columns read MLflow's own tags and dataset
+MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless told it holds model training
+(by the experiment's kind, or in later UIs by a link's ``workflowType``: :func:`ui_link`); the runs table's Source, Dataset and Description columns read MLflow's own tags and dataset
 inputs; its compare view charts parameters, which are only usable under short names. Each function here takes
 an explicit client and run (or experiment) id: no MLflow global state is touched.
 """
@@ -14,10 +14,14 @@ from typing import Any
 
 import segzoo
 
-# The experiment tag MLflow 3.x's UI reads to choose an experiment's first page (MLflow 2 ignores it).
+# The experiment tag MLflow 3's UI read to choose an experiment's pages (and not ask for its type) until its
+# sidebar switch (below) came; MLflow 2 and the UIs with the switch (3.17 checked) ignore it.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"  # the UI's "Model training": runs table first
 MODEL_TRAINING = {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}  # the tags a new experiment is created with
+# Later MLflow 3 UIs (3.17 checked) pick their pages from a sidebar switch, remembered by the browser and GenAI
+# first, not from the experiment's kind; this URL query selects "Model training" (see the README).
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 DESCRIPTION_TAG = "mlflow.note.content"
 # Bundle keys that place or plumb a run rather than define what it trains; not repeated as short parameters.
 PLUMBING_KEYS = frozenset({"bundle_name", "imports", "tracking_uri", "parent_run_id", "resume", "run_name", "runs_dir",
@@ -118,6 +122,18 @@ def summarize(client: Any, run_id: str, one_of_its_runs: str, title: str, table:
         client.log_inputs(run_id, datasets=child.inputs.dataset_inputs)
     params = child.data.params
     set_description(client, run_id, f"{title} on {params.get('dataset', 'the bundle data')}, {params.get('epochs', '?')} epochs each\n\n{table}")
+
+
+def ui_link(client: Any, run_id: str) -> str:
+    """Where to see the run: its page on the tracking server, or for a local store the ``mlflow ui`` command and the
+    page it serves. The link asks for MLflow 3's "Model training" pages, which recent UIs do not pick from the
+    experiment's kind (the README says which versions)."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+    uri = client.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{page}"
 
 
 def system_metrics_enabled() -> bool:

@@ -33,7 +33,7 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and ge
     open_run,
     param_batches,
 )
-from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics
+from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 from segzoo.overrides import as_flag
 
 
@@ -229,6 +229,9 @@ class MLflowTracker:
         self._stop_system_metrics()
         self._log_artifacts()
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
+        link = self._safe("reading the run back", ui_link, self.client, self.run_id)
+        if link:
+            print(f"MLflow run {self.run_name}: {link}")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
