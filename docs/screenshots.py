@@ -1,9 +1,9 @@
 """Screenshots of MLflow's UI for the README, taken from real segzoo runs: ``docs/img/mlflow-*.png``.
 
     apt-get install -y chromium      # Debian's Chromium; no Python package is needed beyond segzoo's own
-    python docs/screenshots.py       # about two minutes on a laptop CPU
+    python docs/screenshots.py       # 2-3 minutes on two CPU cores
 
-In a temporary folder it trains ``segzoo compare --archs unet,fcn8s --epochs 3`` on eight synthetic 64x64 images
+In a temporary folder it trains ``segzoo compare --archs unet,fcn8s --epochs 8`` on twelve synthetic 64x64 images
 into a SQLite store, serves that store with ``mlflow server`` on 127.0.0.1 only, and drives headless Chromium
 through the DevTools protocol over a pipe (no open debugging port) to three pages: the runs table with the
 comparison's parent run unfolded, MLflow's compare view of the two networks, and one run's metric charts.
@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--override", "synthetic#num_images=8", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",
+TINY = ["--override", "synthetic#num_images=12", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",
         "--override", "batch_size=2"]
 WIDTH, HEIGHT = 1600, 1000
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17 shows the GenAI pages unless told (see the README)
@@ -40,7 +40,7 @@ def make_runs(folder: Path) -> tuple[str, dict]:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "2"}
     subprocess.run([sys.executable, "-m", "segzoo", "compare", "--bundle", str(ROOT / "bundles" / "pyconvunet"), "--archs",
-                    "unet,fcn8s", "--epochs", "3", "--repeats", "1", "--panel_images", "2", *TINY, "--output",
+                    "unet,fcn8s", "--epochs", "8", "--repeats", "1", "--panel_images", "2", *TINY, "--output",
                     str(folder / "compare"), "--tracking_uri", uri], cwd=folder, env=env, check=True)
     return uri, json.loads((folder / "compare" / "compare_state.json").read_text())
 
@@ -140,17 +140,19 @@ class Chromium:
         self.press(f"""[...document.querySelectorAll({json.dumps(selector)})].find(e => e.offsetParent !== null &&
             ({json.dumps(text)} === null || e.innerText.trim() === {json.dumps(text)}))""")
 
-    def press(self, element: str) -> None:
-        """Press and release the mouse on the element the JavaScript expression ``element`` finds, as a user would
-        (menus that open on mouse-down open)."""
-        box = self.evaluate(f"""(() => {{
+    def press(self, element: str, timeout: float = 20) -> None:
+        """Press and release the mouse on the element the JavaScript expression ``element`` finds (waiting for it to
+        appear), as a user would: menus that open on mouse-down open."""
+        deadline = time.monotonic() + timeout
+        while (box := self.evaluate(f"""(() => {{
             const el = {element};
             if (!el) return null;
             el.scrollIntoView({{block: "nearest"}});
             const r = el.getBoundingClientRect();
-            return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
-        if box is None:
-            raise RuntimeError(f"nothing to click: {element}")
+            return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing to click: {element}")
+            time.sleep(0.3)
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
         time.sleep(0.3)
@@ -166,9 +168,11 @@ class Chromium:
     def resize(self, width: int, height: int) -> None:
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
-    def screenshot(self, path: Path, settle: float = 2.0) -> None:
+    def screenshot(self, path: Path, height: int | None = None, settle: float = 2.0) -> None:
+        """Write the window (its top ``height`` pixels, if given) to ``path`` as PNG."""
         time.sleep(settle)  # charts animate in
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        clip = {"clip": {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1}} if height else {}
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png", **clip)["data"]))
         print(f"wrote {path}")
 
     def close(self) -> None:
@@ -177,9 +181,10 @@ class Chromium:
 
 
 def close_assistant(browser: Chromium) -> None:
-    """Fold MLflow 3's assistant panel, which takes a third of the window."""
-    if browser.evaluate("document.body.innerText.includes('MLflow Assistant')"):
-        browser.click("button[aria-label='Close']")
+    """Fold MLflow 3's assistant panel, which takes a third of the window (it stays folded once folded)."""
+    close = "button[aria-label='Close']"
+    if browser.evaluate(f"[...document.querySelectorAll({json.dumps(close)})].some(e => e.offsetParent !== null)"):
+        browser.click(close)
 
 
 def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
@@ -195,7 +200,7 @@ def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, pat
             browser.wait_for("Parameters (")
         browser.click("[role=dialog] .du-bois-light-tree-node-content-wrapper", column)
     browser.click("button", "Columns")  # closes the column picker
-    browser.screenshot(path)
+    browser.screenshot(path, height=400)
 
 
 def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
@@ -216,21 +221,26 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
 
 
 def run_charts(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
-    """One network's run page: its per-epoch curves and held-out scores."""
+    """One network's run page: per-epoch training loss and validation curves, held-out scores and complexity."""
     run_id = next(iter(state["archs"].values()))["run_id"]
     browser.open(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{ML_VIEW}", "val_miou")
     close_assistant(browser)
+    browser.resize(WIDTH, 1320)  # the third row holds the validation curves
     browser.screenshot(path)
+    browser.resize(WIDTH, HEIGHT)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "img", help="folder of the PNGs (default docs/img)")
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium or Chrome executable")
+    parser.add_argument("--workdir", type=Path, help="keep the store and runs here; a rerun reuses the finished comparison "
+                                                     "(default: a temporary folder, removed at the end)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="segzoo-screenshots-") as tmp:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        folder = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="segzoo-screenshots-")))
+        folder.mkdir(parents=True, exist_ok=True)
         uri, state = make_runs(folder)
         with mlflow_server(uri, folder) as url:
             from mlflow.tracking import MlflowClient
