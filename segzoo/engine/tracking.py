@@ -23,6 +23,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
+import segzoo
 from segzoo.engine import store
 from segzoo.engine.mlflow_dataset import dataset_origin
 from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and get_or_create_experiment: public here too
@@ -53,6 +54,21 @@ def current_bundle_workflow() -> Any | None:
     return None
 
 
+def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{role: {"name", **params}}`` of the components a run built (see :class:`MLflowTracker`'s ``components``)."""
+    described = {}
+    for role, component in components.items():
+        record = segzoo.built(component)
+        if record is not None:
+            described[role] = record.describe()
+        elif isinstance(component, (list, tuple)) and len(component) == 2 and isinstance(component[0], str):
+            described[role] = {"name": component[0], **dict(component[1] or {})}
+        elif component is not None:
+            raise TypeError(f"MLflowTracker components['{role}']: expected an object built by segzoo.build, a (name, params) "
+                            f"pair or None, got {type(component).__name__}")
+    return described
+
+
 class MLflowTracker:
     """Attach to a trainer (with its evaluator) or to an evaluator alone.
 
@@ -61,7 +77,9 @@ class MLflowTracker:
         run_name: the run's name in the MLflow UI.
         output_dir: where checkpoints and plots are written; the run id is kept there so a resumed
             training continues the same MLflow run.
-        components: what the run built, e.g. ``{"architecture": ("pyconvunet", {...})}``; logged as params.
+        components: what the run built, by role: an object built by the registry (its ``segzoo_built`` record is
+            read), a ``(name, params)`` pair for what keeps no record (a dataset's items), or None (not used);
+            logged as params and written to ``components.json``.
         evaluator: the validation engine whose metrics are logged each epoch.
         artifacts: files logged at the end if they exist (e.g. the best checkpoint).
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
@@ -91,7 +109,7 @@ class MLflowTracker:
         self.experiment = experiment
         self.run_name = run_name
         self.output_dir = Path(output_dir)
-        self.components = components or {}
+        self.components = describe_components(components or {})
         self.evaluator = evaluator
         self.artifacts = artifacts or []
         self.panel = panel
@@ -150,16 +168,16 @@ class MLflowTracker:
         self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id,
                                             source=self.bundle_dir, description=describe(config, dataset, evaluated))
         self.uri = self.client.tracking_uri
-        store.write_run_info(self.output_dir, {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()})
+        store.write_run_info(self.output_dir, self.components)
         if resume_id:
             self.history = store.read_history(self.output_dir)
             return
         store.write_run_id(self.output_dir, self.run_id)
         self._safe("logging the datasets", log_datasets, self.client, self.run_id, self.datasets, dataset, source)
         params: dict[str, str] = {"output_dir": str(self.output_dir)}
-        for role, (name, values) in self.components.items():
-            params[role] = name
-            params.update({f"{role}.{k}": v for k, v in flatten(values).items()})
+        for role, described in self.components.items():
+            params[role] = described["name"]
+            params.update({f"{role}.{k}": v for k, v in flatten(described).items() if k != "name"})
         params.update({k: str(v) for k, v in self.extra_params.items()})
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
