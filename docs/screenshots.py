@@ -28,11 +28,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from segzoo.engine.run_metadata import MODEL_TRAINING_VIEW  # MLflow 3.17 shows its GenAI pages unless told
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--override", "synthetic#num_images=12", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",
         "--override", "batch_size=2"]
 WIDTH, HEIGHT = 1600, 1000
-ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17 shows the GenAI pages unless told (see the README)
 
 
 def make_runs(folder: Path) -> tuple[str, dict]:
@@ -90,7 +91,8 @@ class Chromium:
             os.dup2(write, 4)
 
         self.process = subprocess.Popen(
-            [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox",  # no sandbox: containers run as root
+             "--disable-gpu", "--hide-scrollbars",
              "--no-first-run", f"--user-data-dir={profile}", "about:blank"],
             close_fds=False, preexec_fn=pipes_as_fds_3_and_4, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser)
@@ -98,7 +100,7 @@ class Chromium:
         self._buffer, self._id, self._session = b"", 0, None
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.resize(width, height)
 
     def call(self, method: str, **params: object) -> dict:
         """Send one command and return its result (events that arrive meanwhile are dropped)."""
@@ -178,6 +180,8 @@ class Chromium:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+        os.close(self._commands)
+        os.close(self._replies)
 
 
 def close_assistant(browser: Chromium) -> None:
@@ -190,7 +194,7 @@ def close_assistant(browser: Chromium) -> None:
 def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
     """The experiment's runs: the comparison's parent unfolded to its children, with their descriptions and held-out
     MIoU (the column picker toggles: a fresh browser profile starts from MLflow's default columns)."""
-    browser.open(f"{url}/#/experiments/{experiment_id}/runs?{ML_VIEW}", "compare-")
+    browser.open(f"{url}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}", "compare-")
     close_assistant(browser)
     browser.click("button[data-component-id*='runnamecellrenderer']")  # unfold the parent's children
     browser.wait_for("unet-")
@@ -205,14 +209,14 @@ def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, pat
 
 def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
     """MLflow's compare page of the two networks, parameters reduced to those that differ."""
-    runs = [entry["run_id"] for entry in state["archs"].values()]
-    browser.open(f"{url}/#/compare-runs?runs={quote(json.dumps(runs))}&experiments={quote(json.dumps([experiment_id]))}&{ML_VIEW}",
-                 "Parameters")
+    runs = quote(json.dumps([entry["run_id"] for entry in state["archs"].values()]))
+    experiments = quote(json.dumps([experiment_id]))
+    browser.open(f"{url}/#/compare-runs?runs={runs}&experiments={experiments}&{MODEL_TRAINING_VIEW}", "Parameters")
     close_assistant(browser)
     browser.click("button", "Clear All")  # MLflow's first guess plots a system metric against every differing key
     for label, name in (("Parameters:", "architecture"), ("Metrics:", "val_miou"), ("Metrics:", "heldout_miou")):
-        browser.choose(f"""[...document.querySelectorAll("div")].find(e => e.innerText === {json.dumps(label)} && !e.children.length)
-                           .nextElementSibling.querySelector("input")""", name)
+        label_div = f"[...document.querySelectorAll('div')].find(e => e.innerText === {json.dumps(label)} && !e.children.length)"
+        browser.choose(f"{label_div}.nextElementSibling.querySelector('input')", name)
     browser.click("[role=switch]")  # "Show diff only" in the parameter table
     browser.evaluate("document.querySelector('h2, h1').scrollIntoView()")
     browser.resize(WIDTH, 1500)  # down to the parameters that differ
@@ -223,7 +227,7 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
 def run_charts(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
     """One network's run page: per-epoch training loss and validation curves, held-out scores and complexity."""
     run_id = next(iter(state["archs"].values()))["run_id"]
-    browser.open(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{ML_VIEW}", "val_miou")
+    browser.open(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{MODEL_TRAINING_VIEW}", "val_miou")
     close_assistant(browser)
     browser.resize(WIDTH, 1320)  # the third row holds the validation curves
     browser.screenshot(path)

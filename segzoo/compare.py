@@ -109,8 +109,9 @@ def run(comparison: Comparison) -> Path:
     comparison.tracking_uri = comparison.tracking_uri or mlflow.get_tracking_uri()
     comparison.state = _load_state(comparison)
     parent_id = comparison.state.get("parent_run_id")
+    title = f"comparison of {', '.join(comparison.archs)}"
     client, parent = open_run(comparison.tracking_uri, comparison.bundle.name, run_name("compare"), run_id=parent_id,
-                              source=str(comparison.bundle.root.resolve()), description=f"comparison of {', '.join(comparison.archs)}")
+                              source=str(comparison.bundle.root.resolve()), description=title)
     if parent_id is None:
         comparison.state["parent_run_id"] = parent
         _save_state(comparison)
@@ -130,7 +131,7 @@ def run(comparison: Comparison) -> Path:
         for path in paths:
             client.log_artifact(parent, str(path))
         first_run = comparison.state["archs"][comparison.archs[0]]["run_id"]
-        summarize(client, parent, first_run, f"comparison of {', '.join(comparison.archs)}", paths[0].read_text())
+        summarize(client, parent, first_run, title, paths[0].read_text())
     except BaseException as exc:
         client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise

@@ -115,7 +115,8 @@ def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
         assert tags["segzoo.version"] == segzoo.__version__ and tags["segzoo.plugin.pyconvunet"]
         assert tags["mlflow.note.content"] == f"{arch} [paper] on synthetic_cells, 1 epoch"
         assert {k: params[k] for k in ("preset", "loss", "epochs", "batch_size", "learning_rate", "dataset")} == {
-            "preset": "paper", "loss": "dice_bce", "epochs": "1", "batch_size": "2", "learning_rate": "0.001", "dataset": "synthetic_cells"}
+            "preset": "paper", "loss": "dice_bce", "epochs": "1", "batch_size": "2", "learning_rate": "0.001",
+            "dataset": "synthetic_cells"}
         (evaluation,) = [r for r in runs(compared["uri"]) if r.data.tags.get("mlflow.parentRunId") == kid.info.run_id]
         assert dataset_inputs(evaluation)["validation"].digest == data["validation"].digest  # the same held-out images
         assert evaluation.data.tags["mlflow.note.content"] == f"evaluation of {arch} [paper] on synthetic_cells (validation)"

@@ -57,7 +57,8 @@ def test_short_parameters_are_the_top_level_literals_without_plumbing() -> None:
 def test_descriptions_say_in_one_line_what_ran() -> None:
     config = {"arch": "pyconvunet", "preset": "paper", "epochs": 50, "recipe": "paper", "train_hook": None}
     assert describe(config, "isbi2012") == "pyconvunet [paper] on isbi2012, 50 epochs, recipe paper"
-    assert describe({"arch": "se_unet", "epochs": 1, "train_hook": "frem"}, "synthetic_cells") == "se_unet on synthetic_cells, 1 epoch, train hook frem"
+    hooked = {"arch": "se_unet", "epochs": 1, "train_hook": "frem"}
+    assert describe(hooked, "synthetic_cells") == "se_unet on synthetic_cells, 1 epoch, train hook frem"
     assert describe(config, "isbi2012", evaluated="test") == "evaluation of pyconvunet [paper] on isbi2012 (test)"
 
 
@@ -66,11 +67,11 @@ def test_experiments_open_on_model_training_unless_a_user_chose_otherwise(store:
     created = mlflow.get_experiment(get_or_create_experiment(mlflow, "pyconvunet"))
     assert created.tags["mlflow.experimentKind"] == "custom_model_development"
     older = mlflow.create_experiment("frem")  # made before segzoo tagged experiments
-    assert mlflow.get_experiment(get_or_create_experiment(mlflow, "frem")).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert get_or_create_experiment(mlflow, "frem") == older
+    assert mlflow.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
     chosen = mlflow.create_experiment("munet", tags={"mlflow.experimentKind": "genai_development"})
     assert get_or_create_experiment(mlflow, "munet") == chosen
     assert mlflow.get_experiment(chosen).tags["mlflow.experimentKind"] == "genai_development"
-    assert older != chosen
 
 
 def test_printed_links_open_the_model_training_pages(store: str) -> None:
@@ -78,8 +79,8 @@ def test_printed_links_open_the_model_training_pages(store: str) -> None:
     mlflow = client(store)
     experiment_id = get_or_create_experiment(mlflow, "links")
     run_id = mlflow.create_run(experiment_id).info.run_id
-    assert ui_link(mlflow, run_id) == (f"mlflow ui --backend-store-uri {store}, then "
-                                       f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    assert ui_link(mlflow, run_id) == f"mlflow ui --backend-store-uri {store}, then http://127.0.0.1:5000/{page}"
 
 
 def test_system_metrics_follow_mlflows_switch(store: str, monkeypatch: pytest.MonkeyPatch) -> None:

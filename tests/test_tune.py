@@ -81,7 +81,8 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert description.startswith("TPE search of B, X maximising val_miou, 2 trials on synthetic_em, 1 epochs each")
     assert f"| {study.best_trial.number} | {study.best_params['B']} |" in description.splitlines()[4]
     assert {int(c.data.params["B"]) for c in children} == {t.params["B"] for t in study.trials}
-    assert {d.dataset.digest for d in parent.inputs.dataset_inputs} == {d.dataset.digest for d in children[0].inputs.dataset_inputs}
+    digests = [{d.dataset.digest for d in run.inputs.dataset_inputs} for run in (parent, children[0])]
+    assert digests[0] == digests[1]
 
 
 def test_best_override_is_a_config_file_monai_merges(tmp_path: Path) -> None:

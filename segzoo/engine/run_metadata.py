@@ -1,9 +1,10 @@
 """What makes a run readable in MLflow's UI without opening it: experiment kind, source, dataset, description.
 
 MLflow 3 opens an experiment on its GenAI overview (traces, token usage) unless told it holds model training
-(by the experiment's kind, or in later UIs by a link's ``workflowType``: :func:`ui_link`); the runs table's Source, Dataset and Description columns read MLflow's own tags and dataset
-inputs; its compare view charts parameters, which are only usable under short names. Each function here takes
-an explicit client and run (or experiment) id: no MLflow global state is touched.
+(by the experiment's kind, or in later UIs by a link's ``workflowType``: :func:`ui_link`); the runs table's
+Source, Dataset and Description columns read MLflow's own tags and dataset inputs; its compare view charts
+parameters, which are only usable under short names. Each function here takes an explicit client and run (or
+experiment) id: no MLflow global state is touched.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def summarize(client: Any, run_id: str, one_of_its_runs: str, title: str, table:
     if child.inputs and child.inputs.dataset_inputs:
         client.log_inputs(run_id, datasets=child.inputs.dataset_inputs)
     params = child.data.params
-    set_description(client, run_id, f"{title} on {params.get('dataset', 'the bundle data')}, {params.get('epochs', '?')} epochs each\n\n{table}")
+    summary = f"{title} on {params.get('dataset', 'the bundle data')}, {params.get('epochs', '?')} epochs each"
+    set_description(client, run_id, f"{summary}\n\n{table}")
 
 
 def ui_link(client: Any, run_id: str) -> str:
