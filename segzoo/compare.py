@@ -108,13 +108,16 @@ def run(comparison: Comparison) -> Path:
 
     from segzoo.compare_report import write_report
     from segzoo.engine.mlflow_runs import flatten, log_params, open_run
+    from segzoo.engine.run_metadata import summarize, ui_link
     from segzoo.engine.runs import run_name
 
     comparison.output = comparison.output or Path("runs") / comparison.bundle.name / "compare"
     comparison.tracking_uri = comparison.tracking_uri or mlflow.get_tracking_uri()
     comparison.state = _load_state(comparison)
     parent_id = comparison.state.get("parent_run_id")
-    client, parent = open_run(comparison.tracking_uri, comparison.bundle.name, run_name("compare"), run_id=parent_id)
+    title = f"comparison of {', '.join(comparison.archs)}"
+    client, parent = open_run(comparison.tracking_uri, comparison.bundle.name, run_name("compare"), run_id=parent_id,
+                              source=str(comparison.bundle.root.resolve()), description=title)
     if parent_id is None:
         comparison.state["parent_run_id"] = parent
         _save_state(comparison)
@@ -133,10 +136,13 @@ def run(comparison: Comparison) -> Path:
         paths = write_report(comparison)
         for path in paths:
             client.log_artifact(parent, str(path))
+        first_run = comparison.state["archs"][comparison.archs[0]]["run_id"]
+        summarize(client, parent, first_run, title, paths[0].read_text())
     except BaseException as exc:
         client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
+    print(f"MLflow comparison: {ui_link(client, parent)}")
     return paths[0]
 
 

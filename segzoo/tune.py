@@ -22,7 +22,7 @@ from typing import Any
 from segzoo import overrides as override_text
 from segzoo.engine import bundle as bundles
 from segzoo.engine.bundle import Bundle
-from segzoo.engine.store import best_value
+from segzoo.engine.store import best_value, read_run_id
 from segzoo.errors import SegzooError
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -103,6 +103,7 @@ class Tuner:
 
         from segzoo.engine.checkpoints import NonFiniteLossError
         from segzoo.engine.mlflow_runs import log_params, open_run
+        from segzoo.engine.run_metadata import ui_link
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
@@ -114,7 +115,8 @@ class Tuner:
         # Offset the seed by the trials already made, so a resumed study does not re-propose its first points.
         study.sampler = optuna.samplers.TPESampler(seed=self.seed + len(study.trials))
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id)
+        client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id,
+                                  source=str(self.bundle.root.resolve()), description=self.title)
         if parent_id is None:
             study.set_user_attr(PARENT_RUN_ATTR, parent)
             log_params(client, parent, {"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
@@ -134,14 +136,23 @@ class Tuner:
             client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
         client.set_terminated(parent, "FINISHED")
+        print(f"MLflow study: {ui_link(client, parent)}")
         return study
+
+    @property
+    def title(self) -> str:
+        """The study in one line, the start of its MLflow description."""
+        return f"TPE search of {', '.join(d.name for d in self.space)} maximising {self.metric}, {self.trials} trials"
+
+    def trial_run_name(self, number: int) -> str:
+        return f"{self.study_name}-trial-{number:04d}"  # unique even when studies share an output folder
 
     def objective(self, trial: Any, parent_run_id: str) -> float:
         """Train the bundle once with this trial's parameters; its value is the run's best validation metric."""
         from segzoo.engine.checkpoints import NonFiniteLossError
 
         params = {d.name: d.suggest(trial) for d in self.space}
-        run_name = f"{self.study_name}-trial-{trial.number:04d}"  # unique even when studies share an output folder
+        run_name = self.trial_run_name(trial.number)
         run_overrides = {**self.overrides, **params, "runs_dir": str(self.output_dir), "run_name": run_name,
                          "parent_run_id": parent_run_id, "resume": False}
         if self.epochs is not None:
@@ -163,6 +174,7 @@ class Tuner:
         from optuna.trial import TrialState
 
         from segzoo.engine.plots import save_trials
+        from segzoo.engine.run_metadata import summarize
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
@@ -178,6 +190,16 @@ class Tuner:
             client.set_tag(parent, key, value)
         client.log_artifact(parent, str(best_path))
         client.log_artifact(parent, str(plot))
+        best_run = read_run_id(self.output_dir / self.trial_run_name(best.number))
+        summarize(client, parent, best_run, self.title, trials_table(done, [d.name for d in self.space], self.metric))
+
+
+def trials_table(trials: list[Any], names: list[str], metric: str, rows: int = 20) -> str:
+    """The ``rows`` best completed trials as a markdown table, best first (a study's MLflow description)."""
+    best_first = sorted(trials, key=lambda t: t.value, reverse=True)[:rows]
+    lines = [f"| trial | {' | '.join(names)} | {metric} |", "|---" * (len(names) + 2) + "|"]
+    lines += [f"| {t.number} | {' | '.join(f'{t.params[n]:.4g}' for n in names)} | {t.value:.4f} |" for t in best_first]
+    return "\n".join(lines)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -94,7 +94,7 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
     params = run.data.params
     assert params["architecture"] == "pyconvunet" and params["architecture.preset"] == "paper"
     assert params["loss"] == "dice_bce" and params["config.epochs"] == "2"
-    assert params["plugin.pyconvunet"] and params["git_commit"]
+    assert run.data.tags["segzoo.plugin.pyconvunet"] and run.data.tags["mlflow.source.git.commit"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert {"model.pt", "curves.png", "predictions.png", "config/resolved_config.json"} <= artifacts
     # the store is one folder: artifacts beside mlflow.db, not in ./mlruns of wherever the run started

@@ -85,6 +85,45 @@ def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(co
     assert {"comparison.md", "comparison.csv", "curves.png", "predictions.png"} <= artifacts
 
 
+def dataset_inputs(run) -> dict:
+    """``{context: dataset}`` of a run's MLflow dataset inputs."""
+    return {tag.value: d.dataset for d in run.inputs.dataset_inputs for tag in d.tags if tag.key == "mlflow.data.context"}
+
+
+def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
+    """Experiment kind (MLflow 3 opens the runs table), dataset inputs with a content digest, source and git tags, a
+    description and short key parameters; runs on the same data show the same digest."""
+    import segzoo
+
+    mlflow = client(compared["uri"])
+    assert mlflow.get_experiment_by_name("pyconvunet").tags["mlflow.experimentKind"] == "custom_model_development"
+    kids = children(compared["uri"], compared["state"]["parent_run_id"])
+    for kid in kids:
+        tags, params, arch = kid.data.tags, kid.data.params, kid.data.params["architecture"]
+        data = dataset_inputs(kid)
+        assert set(data) == {"training", "validation"}
+        assert data["training"].name == "synthetic_cells" and data["training"].source_type == "synthetic"
+        assert json.loads(data["training"].source) == {"generator": "synthetic_cells", "num_images": 6, "size": 64, "seed": 0}
+        assert json.loads(data["training"].profile)["num_images"] == 5 and len(data["training"].digest) == 10
+        assert tags["mlflow.source.name"] == str((BUNDLES / "pyconvunet").resolve()) and tags["mlflow.source.type"] == "LOCAL"
+        assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.user"]
+        assert tags["segzoo.version"] == segzoo.__version__ and tags["segzoo.plugin.pyconvunet"]
+        assert tags["mlflow.note.content"] == f"{arch} [paper] on synthetic_cells, 1 epoch"
+        assert {k: params[k] for k in ("preset", "loss", "epochs", "batch_size", "learning_rate", "dataset")} == {
+            "preset": "paper", "loss": "dice_bce", "epochs": "1", "batch_size": "2", "learning_rate": "0.001",
+            "dataset": "synthetic_cells"}
+        (evaluation,) = [r for r in runs(compared["uri"]) if r.data.tags.get("mlflow.parentRunId") == kid.info.run_id]
+        assert dataset_inputs(evaluation)["validation"].digest == data["validation"].digest  # the same held-out images
+        assert evaluation.data.tags["mlflow.note.content"] == f"evaluation of {arch} [paper] on synthetic_cells (validation)"
+    assert len({dataset_inputs(kid)["training"].digest for kid in kids}) == 1
+    assert dataset_inputs(kids[0])["training"].digest != dataset_inputs(kids[0])["validation"].digest
+    parent = mlflow.get_run(compared["state"]["parent_run_id"])  # its data is its children's, its description the table
+    assert dataset_inputs(parent)["training"].digest == dataset_inputs(kids[0])["training"].digest
+    description = parent.data.tags["mlflow.note.content"]
+    assert description.startswith("comparison of unet, pyconvunet on synthetic_cells, 1 epochs each\n\n")
+    assert description.endswith((compared["out"] / "comparison.md").read_text())
+
+
 def test_rerun_skips_finished_architectures(compared: dict) -> None:
     before = {r.info.run_id for r in runs(compared["uri"])}
     assert main(["compare", *compared["args"]]) == 0

@@ -76,4 +76,4 @@ def test_trains_one_epoch_through_the_pyconvunet_bundle_by_name_override_alone(
     assert run_info.info.status == "FINISHED"
     assert "val_miou" in run_info.data.metrics
     assert run_info.data.params["architecture"] == "multiresunet"
-    assert run_info.data.params["plugin.multiresunet"] == "0.1.0"
+    assert run_info.data.tags["segzoo.plugin.multiresunet"] == "0.1.0"

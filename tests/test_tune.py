@@ -76,6 +76,13 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert parent.data.metrics["best_val_miou"] == pytest.approx(study.best_value)
     assert parent.data.metrics["completed_trials"] == 2
     assert {BEST_OVERRIDE, TRIALS_PLOT} <= {a.path for a in client.list_artifacts(parent_id)}
+    # the runs list says what the study found: its trials best first, under short names B and X; its data is the trials'
+    description = parent.data.tags["mlflow.note.content"]
+    assert description.startswith("TPE search of B, X maximising val_miou, 2 trials on synthetic_em, 1 epochs each")
+    assert f"| {study.best_trial.number} | {study.best_params['B']} |" in description.splitlines()[4]
+    assert {int(c.data.params["B"]) for c in children} == {t.params["B"] for t in study.trials}
+    digests = [{d.dataset.digest for d in run.inputs.dataset_inputs} for run in (parent, children[0])]
+    assert digests[0] == digests[1]
 
 
 def test_best_override_is_a_config_file_monai_merges(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from segzoo.engine.bundle import Bundle, BundleContractError
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
 from segzoo.engine.metrics import check_metrics, key_metric, metric_handlers, other_metrics
+from segzoo.engine.mlflow_dataset import evaluation_context
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
@@ -47,6 +48,7 @@ __all__ = [
     "check_metrics",
     "check_overrides",
     "check_params",
+    "evaluation_context",
     "inference_items",
     "is_none",
     "key_metric",

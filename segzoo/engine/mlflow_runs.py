@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
 from segzoo.registry import SegzooError
 
 # A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
@@ -46,15 +47,22 @@ def artifact_location(uri: str) -> str | None:
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
+    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist; tagged as
+    model training either way (see :func:`~segzoo.engine.run_metadata.mark_as_model_training`)."""
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
+    if found is None:
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri), tags=MODEL_TRAINING)
+    mark_as_model_training(client, found)
+    return found.experiment_id
 
 
 def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = None, parent_run_id: str | None = None,
-             run_id: str | None = None) -> tuple[Any, str]:
+             run_id: str | None = None, source: str | None = None, description: str | None = None) -> tuple[Any, str]:
     """``(client, run_id)`` of a new run of ``experiment`` (nested under ``parent_run_id`` if given), or of the
     existing ``run_id`` marked running again (a resumed training, comparison or study).
+
+    A new run carries MLflow's source, user and git tags (``source``, e.g. the bundle folder, as its source name),
+    segzoo's and the plugins' versions, and ``description`` (see :mod:`segzoo.engine.run_metadata`).
 
     Raises :class:`TrackingUnavailableError` naming the URI when the store cannot be reached.
     """
@@ -69,7 +77,7 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
             client.update_run(run_id, status="RUNNING")
             return client, run_id
         experiment_id = get_or_create_experiment(client, experiment)
-        tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+        tags = run_tags(source, description) | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
         return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise TrackingUnavailableError(

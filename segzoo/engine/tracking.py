@@ -1,9 +1,12 @@
 """MLflow logging for bundle runs, tolerant of a tracking server that goes away.
 
-One experiment per bundle. A run logs: parameters (the bundle config as run, the
-components it built with their plugins and versions, the git commit), per-epoch
-metrics (train loss and every validation metric), and artifacts (the config, the
-best checkpoint, loss/metric curves and an image/mask/prediction panel). A server
+One experiment per bundle, tagged as model training. A run logs: parameters (the bundle
+config as run, its top-level keys under short names, the components it built), what the
+UI's runs table shows (see :mod:`segzoo.engine.run_metadata`: dataset inputs with their
+digest, a one-line description, source, git and plugin-version tags), per-epoch metrics
+(train loss and every validation metric), system metrics (CPU, memory, GPU), and
+artifacts (the config, the best checkpoint, loss/metric curves and an
+image/mask/prediction panel). A server
 that cannot be reached at start stops the run before training, naming the URI; one
 that fails later costs a warning and training goes on.
 """
@@ -11,7 +14,6 @@ that fails later costs a warning and training goes on.
 from __future__ import annotations
 
 import inspect
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +25,7 @@ from monai.handlers import from_engine
 
 import segzoo
 from segzoo.engine import store
+from segzoo.engine.mlflow_dataset import dataset_origin
 from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
@@ -31,11 +34,13 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and ge
     open_run,
     param_batches,
 )
+from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 from segzoo.overrides import as_flag
 
 
-def current_bundle_config() -> dict[str, Any] | None:
-    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any.
+def current_bundle_workflow() -> Any | None:
+    """The MONAI bundle workflow running this code, if any: its parser holds the config (files merged, overrides
+    applied), its ``config_root_path`` the bundle's ``configs/`` folder.
 
     Configs cannot reference themselves, so the tracker finds the ``ConfigWorkflow``
     that is instantiating it on the call stack.
@@ -45,15 +50,8 @@ def current_bundle_config() -> dict[str, Any] | None:
     for frame_info in inspect.stack(context=0):
         owner = frame_info.frame.f_locals.get("self")
         if isinstance(owner, ConfigWorkflow):
-            return owner.parser.get()
+            return owner
     return None
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -69,10 +67,6 @@ def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]
             raise TypeError(f"MLflowTracker components['{role}']: expected an object built by segzoo.build, a (name, params) "
                             f"pair or None, got {type(component).__name__}")
     return described
-
-
-def plugin_versions() -> dict[str, str]:
-    return {f"plugin.{p.name}": p.version for p in segzoo.plugin_manager().plugins if p.error is None}
 
 
 class MLflowTracker:
@@ -91,6 +85,9 @@ class MLflowTracker:
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
         tracking_uri: MLflow tracking URI; by default ``MLFLOW_TRACKING_URI`` or MLflow's local store.
         parent_run_id: nest the run under this run (comparisons and searches).
+        datasets: the data the run sees, ``{"training": items, "validation": items}`` (an evaluation: one context,
+            "validation" or "test"); logged as MLflow dataset inputs named after the bundle's ``dataset_dir`` or
+            ``synthetic`` generator, with a digest of their contents.
         resume: continue the MLflow run recorded in ``output_dir`` (an interrupted training) instead of a new one.
         register_as: register the run's MLflow model (logged when ``output_dir`` holds ``model.pt``) under this name.
     """
@@ -109,6 +106,7 @@ class MLflowTracker:
         extra_params: dict[str, Any] | None = None,
         resume: bool = False,
         register_as: str | None = None,
+        datasets: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.experiment = experiment
         self.run_name = run_name
@@ -124,7 +122,11 @@ class MLflowTracker:
         self.register_as = register_as
         self.uri = tracking_uri or ""
         self.client: Any = None
-        self.config = current_bundle_config()
+        workflow = current_bundle_workflow()
+        self.config = workflow.parser.get() if workflow else None
+        self.bundle_dir = str(Path(workflow.config_root_path).resolve().parent) if workflow else None
+        self.datasets = datasets or {}
+        self.system_metrics: Any = None
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
         self._epoch_losses: list[float] = []
@@ -133,6 +135,7 @@ class MLflowTracker:
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.STARTED, self._start_system_metrics)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
         engine.add_event_handler(Events.COMPLETED, self.finish)
@@ -162,15 +165,19 @@ class MLflowTracker:
     def start(self, engine: Engine) -> None:
         """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`."""
         resume_id = store.read_run_id(self.output_dir) if self.resume else None
-        self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id)
+        config = self.config or {}
+        dataset, source = dataset_origin(config.get("dataset_dir"), config.get("synthetic"))
+        evaluated = None if self.evaluator is not None else next(iter(self.datasets), "held-out data")
+        self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id,
+                                            source=self.bundle_dir, description=describe(config, dataset, evaluated))
         self.uri = self.client.tracking_uri
         store.write_run_info(self.output_dir, self.components)
         if resume_id:
             self.history = store.read_history(self.output_dir)
             return
         store.write_run_id(self.output_dir, self.run_id)
-        params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
-        params.update(plugin_versions())
+        self._safe("logging the datasets", log_datasets, self.client, self.run_id, self.datasets, dataset, source)
+        params: dict[str, str] = {"output_dir": str(self.output_dir)}
         for role, described in self.components.items():
             params[role] = described["name"]
             params.update({f"{role}.{k}": v for k, v in flatten(described).items() if k != "name"})
@@ -178,8 +185,17 @@ class MLflowTracker:
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
             self._safe("logging the config", self.client.log_dict, self.run_id, self.config, "config/resolved_config.json")
+        params.update(key_params(config, dataset))
         for batch in param_batches(params):
             self._safe("logging params", self.client.log_batch, self.run_id, params=batch)
+
+    def _start_system_metrics(self, engine: Engine) -> None:
+        if self.run_id is not None and not self._warned:
+            self.system_metrics = start_system_metrics(self.run_id, self.uri, resume=self.resume)
+
+    def _stop_system_metrics(self) -> None:
+        if self.system_metrics is not None:
+            self.system_metrics.finish()
 
     def _collect_loss(self, engine: Engine) -> None:
         output = engine.state.output
@@ -233,13 +249,18 @@ class MLflowTracker:
     def finish(self, engine: Engine) -> None:
         from segzoo.export.mlflow_model import log_trained_model
 
+        self._stop_system_metrics()
         self._log_artifacts()
         self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
+        link = self._safe("reading the run back", ui_link, self.client, self.run_id)
+        if link:
+            print(f"MLflow run {self.run_name}: {link}")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
         if self.run_id is not None:
+            self._stop_system_metrics()
             self._log_artifacts()
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             self._safe("closing the run", self.client.set_terminated, self.run_id, status)
