@@ -18,7 +18,6 @@ import argparse
 import ast
 import csv
 import json
-import os
 import re
 import statistics
 import time
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import segzoo
+from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def _load_state(comparison: Comparison) -> dict[str, Any]:
     path = comparison.output / STATE_FILE
     if not path.exists():
         return {"settings": comparison.settings, "archs": {}}
-    state = json.loads(path.read_text())
+    state = read_json(path, "the comparison's progress", "Delete it to start the comparison over, or pass another --output.")
     if state["settings"] != comparison.settings:
         differ = [k for k in comparison.settings if state["settings"].get(k) != comparison.settings[k]]
         raise SegzooError(
@@ -199,11 +199,7 @@ def _load_state(comparison: Comparison) -> dict[str, Any]:
 
 def _save_state(comparison: Comparison) -> None:
     """Written atomically after each step, so an interruption never leaves a half-written state."""
-    path = comparison.output / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(comparison.state, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(comparison.output / STATE_FILE, comparison.state, indent=2)
 
 
 def _start_parent(client: MlflowClient, comparison: Comparison, experiment: str, name: str) -> str:
@@ -310,7 +306,7 @@ def _report(comparison: Comparison, defaults: ConfigParser) -> list[Path]:
         "image_size": tuple(torch.as_tensor(items[0]["image"]).shape[1:]), "held_out": len(items), "dataset": dataset,
     }
     _write_csv(rows, out / "comparison.csv")
-    (out / "comparison.md").write_text(_markdown(rows, comparison, context))
+    atomic_write_text(out / "comparison.md", _markdown(rows, comparison, context))
     save_comparison_curves({arch: _history(Path(entry["run_dir"])) for arch, entry in entries.items()}, out / "curves.png")
     figure = panel(models, items[: comparison.panel_images], inferer, "cpu")
     figure.savefig(out / "predictions.png", dpi=100, bbox_inches="tight")
@@ -374,7 +370,7 @@ def _cell(value: Any, digits: int = 4) -> str:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segzoo.files import atomic_write_text
 from segzoo.registry import SegzooError
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -207,7 +208,7 @@ class Tuner:
         best = study.best_trial
         override = {**self.overrides, **best.params}
         best_path = self.output_dir / BEST_OVERRIDE
-        best_path.write_text(json.dumps(override, indent=2) + "\n")
+        atomic_write_text(best_path, json.dumps(override, indent=2) + "\n")
         plot = plot_trials(done, [d.name for d in self.space], self.metric, self.output_dir / TRIALS_PLOT)
         mlflow.log_metrics({f"best_{self.metric}": best.value, "completed_trials": len(done)})
         # Tags, not params: a resumed study may find a better trial, and MLflow params cannot change.

@@ -109,7 +109,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_
 
     network = torch.nn.Conv2d(1, 1, 3, padding=1)
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
-    (tmp_path / "last.tmp").mkdir()  # the temporary file's name is taken by a folder: torch.save fails
+    (tmp_path / "last.pt").mkdir()  # a folder where the checkpoint goes: the rename onto it fails
     data = [{"image": torch.randn(1, 1, 8, 8), "label": torch.rand(1, 1, 8, 8)}]
     trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=2, train_data_loader=data, network=network,
                                 optimizer=optimizer, loss_function=torch.nn.functional.mse_loss,

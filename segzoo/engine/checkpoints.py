@@ -23,6 +23,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.runs import as_flag, unwrap
+from segzoo.files import atomic_open
 from segzoo.registry import SegzooError
 
 LAST = "last.pt"
@@ -86,10 +87,8 @@ class LastCheckpoint:
 
     def _write(self, state: dict[str, Any]) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
+            with atomic_open(self.path, "wb") as handle:
+                torch.save(state, handle)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the training thread by wait()
             self._error = exc
 

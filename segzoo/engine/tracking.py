@@ -27,6 +27,7 @@ from monai.handlers import from_engine
 
 import segzoo
 from segzoo.engine.runs import as_flag
+from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
 RUN_ID_FILE = "mlflow_run_id.txt"
@@ -206,9 +207,8 @@ class MLflowTracker:
             ) from None
         self.uri = uri
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / RUN_INFO_FILE).write_text(
-            json.dumps({role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
-        )
+        atomic_write_json(self.output_dir / RUN_INFO_FILE,
+                          {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
         id_file = self.output_dir / RUN_ID_FILE
         resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
         if resume_id:
@@ -218,7 +218,7 @@ class MLflowTracker:
             return
         tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
         self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
-        id_file.write_text(self.run_id)
+        atomic_write_text(id_file, self.run_id)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
         params.update(plugin_versions())
         for role, (name, values) in self.components.items():
@@ -263,12 +263,13 @@ class MLflowTracker:
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
-        (self.output_dir / "history.json").write_text(json.dumps(self.history))
+        atomic_write_json(self.output_dir / "history.json", self.history)
 
     def _load_history(self) -> None:
         path = self.output_dir / "history.json"
         if path.exists():
-            self.history = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
+            saved = read_json(path, "the run's metric history", "Delete it to resume without the earlier curves, or start a new run.")
+            self.history = {k: [tuple(p) for p in v] for k, v in saved.items()}
 
     def _log_artifacts(self) -> None:
         from segzoo.engine.plots import save_curves
