@@ -21,6 +21,10 @@ from segzoo.engine.runs import (
 )
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
+from segzoo.errors import install_excepthook
+
+# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`.
+install_excepthook()
 
 __all__ = [
     "ConfigError",

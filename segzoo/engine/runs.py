@@ -14,13 +14,18 @@ import segzoo
 from segzoo.registry import SegzooError
 
 
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off", "none", "null", "")
+FLAG_WORDS = TRUE_WORDS + FALSE_WORDS
+
+
 def as_flag(value: bool | str | int, key: str = "flag") -> bool:
     """A config switch given as a bool or as text from the command line (``--resume false`` arrives as the string "false")."""
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("true", "1", "yes", "on"):
+        if text in TRUE_WORDS:
             return True
-        if text in ("false", "0", "no", "off", "none", "null", ""):
+        if text in FALSE_WORDS:
             return False
         raise SegzooError(f"--{key} expects true or false, got {value!r}")
     return bool(value)

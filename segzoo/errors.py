@@ -1,0 +1,52 @@
+"""A user's error is the last line they read: no MONAI traceback after it.
+
+MONAI's bundle runner wraps every exception raised while evaluating a config expression in
+``RuntimeError: Failed to evaluate ConfigExpression ...``, so the message that names the key and
+the fix ends up mid-traceback. :func:`install_excepthook` shows a :class:`SegzooError` found
+anywhere in the chain as one ``segzoo: error: ...`` message instead (``SEGZOO_TRACEBACK=1`` prints
+the traceback above it); every other exception is shown as Python shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from types import TracebackType
+
+from segzoo.registry import SegzooError
+
+
+def user_error(exc: BaseException | None) -> SegzooError | None:
+    """The :class:`SegzooError` that caused ``exc`` (itself, or one in its ``__cause__``/``__context__`` chain), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SegzooError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def report(exc: BaseException) -> str:
+    """``segzoo: error: <message>`` for a user's error, for the last line of the output."""
+    return f"segzoo: error: {user_error(exc) or exc}"
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if user_error(exc) is None:
+        _previous(kind, exc, tb)
+        return
+    if os.environ.get("SEGZOO_TRACEBACK"):
+        traceback.print_exception(kind, exc, tb)
+    print(report(exc), file=sys.stderr)
+
+
+_previous = sys.excepthook
+
+
+def install_excepthook() -> None:
+    """Show uncaught user errors as one message (idempotent; other exceptions keep the hook that was there)."""
+    global _previous
+    if sys.excepthook is not _excepthook:
+        _previous, sys.excepthook = sys.excepthook, _excepthook
