@@ -4,14 +4,13 @@ Bundles stay recipes: they name these helpers and the registry's components;
 nothing here knows a paper.
 """
 
-from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
+from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
     as_flag,
     inference_items,
-    latest_checkpoint,
     load_checkpoint,
     load_items,
     prepare_network,
@@ -19,6 +18,7 @@ from segzoo.engine.runs import (
     shared_run_name,
     train_loader_class,
 )
+from segzoo.engine.rundirs import output_dir, run_checkpoint
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
 from segzoo.errors import install_excepthook
@@ -43,7 +43,7 @@ __all__ = [
     "check_params",
     "TrainHookHandler",
     "inference_items",
-    "latest_checkpoint",
+    "run_checkpoint",
     "load_checkpoint",
     "load_items",
     "panel",

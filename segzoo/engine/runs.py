@@ -64,17 +64,6 @@ def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, A
                         **{k: v for k, v in synthetic.items() if k != "name"})
 
 
-def latest_checkpoint(runs_dir: str | os.PathLike, filename: str = "model.pt") -> str:
-    """The newest ``filename`` under ``runs_dir`` (what ``evaluate``/``inference`` use when no checkpoint is given)."""
-    found = sorted(Path(runs_dir).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SegzooError(
-            f"no trained model found under {runs_dir}/*/{filename}; train first "
-            "(python -m monai.bundle run training --config_file .../train.json) or pass --checkpoint PATH"
-        )
-    return str(found[-1])
-
-
 def _describe(arch: dict[str, Any]) -> str:
     details = ", ".join(f"{k} {arch[k]}" for k in ("preset", "in_channels", "out_channels") if k in arch)
     return f"{arch.get('name', '?')} ({details})"

@@ -10,6 +10,7 @@ that fails later costs a warning and training goes on.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -26,7 +27,8 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
-from segzoo.engine.runs import as_flag
+from segzoo.engine.faults import fault_point
+from segzoo.engine.rundirs import resume_requested
 from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
@@ -81,6 +83,31 @@ def get_or_create_experiment(client: Any, name: str) -> str:
     """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
     found = client.get_experiment_by_name(name)
     return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
+
+
+def open_experiment(uri: str, name: str) -> tuple[Any, str]:
+    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
+
+    Several runs starting at once on a new SQLite store would race to create its tables (MLflow's migrations fail
+    with "database is locked" or "duplicate column") and the experiment; a lock file beside the database lets one
+    process at a time open it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        return client, get_or_create_experiment(client, name)
+
+
+def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
+    """An inter-process lock for a SQLite store (``<db>.lock`` beside it); no lock for other stores, which serve many clients."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    database = Path(uri[len("sqlite:///") :]).resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(database) + ".lock", timeout=600)
 
 
 def git_commit() -> str:
@@ -151,13 +178,14 @@ class MLflowTracker:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
-        self.resume = as_flag(resume, "resume")
+        self.resume = resume_requested(resume)
         self.uri = tracking_uri or ""
         self.client: Any = None
         self.config = current_bundle_config()
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
         self._epoch_losses: list[float] = []
+        self._logged: dict[str, set[int]] = {}
         self._warned = False
 
     # -- wiring -------------------------------------------------------------------------------------
@@ -193,13 +221,11 @@ class MLflowTracker:
         """Open (or, resuming, reopen) this run through an explicit client: no global MLflow state is touched."""
         import mlflow
         from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
 
         uri = self.tracking_uri or mlflow.get_tracking_uri()
         try:
             check_reachable(uri)
-            self.client = MlflowClient(tracking_uri=uri)
-            experiment_id = get_or_create_experiment(self.client, self.experiment)
+            self.client, experiment_id = open_experiment(uri, self.experiment)
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingUnavailableError(
                 f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
@@ -214,7 +240,8 @@ class MLflowTracker:
         if resume_id:
             self.run_id = resume_id
             self.client.update_run(resume_id, status="RUNNING")
-            self._load_history()
+            self._load_history(upto=engine.state.epoch)
+            self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
         tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
         self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
@@ -246,13 +273,20 @@ class MLflowTracker:
             self._record("train_loss", engine.state.epoch, value)
             self._log_metrics({"train_loss": value}, engine.state.epoch)
             self._epoch_losses.clear()
+        fault_point("after_epoch", engine.state.epoch)
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log one step; a step MLflow already has (logged before a kill, then trained again on resume) is not logged twice."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, step) for k, v in metrics.items()]
-        self._safe("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+        batch = [Metric(k, v, now, step) for k, v in metrics.items() if step not in self._logged.get(k, ())]
+        if batch:
+            self._safe("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+
+    def _logged_steps(self) -> dict[str, set[int]]:
+        run = self.client.get_run(self.run_id)
+        return {key: {m.step for m in self.client.get_metric_history(self.run_id, key)} for key in run.data.metrics}
 
     def _log_validation(self, evaluator: Engine) -> None:
         step = self.engine.state.epoch
@@ -260,16 +294,20 @@ class MLflowTracker:
         for k, v in metrics.items():
             self._record(k, step, v)
         self._log_metrics(metrics, step)
+        fault_point("after_validation", step)
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
         atomic_write_json(self.output_dir / "history.json", self.history)
 
-    def _load_history(self) -> None:
+    def _load_history(self, upto: int) -> None:
+        """The history of the epochs ``last.pt`` holds: a step recorded after it (the kill came before its checkpoint) is
+        dropped here and recorded again when that epoch is trained again."""
         path = self.output_dir / "history.json"
         if path.exists():
             saved = read_json(path, "the run's metric history", "Delete it to resume without the earlier curves, or start a new run.")
-            self.history = {k: [tuple(p) for p in v] for k, v in saved.items()}
+            self.history = {k: [tuple(p) for p in v if p[0] <= upto] for k, v in saved.items()}
+            atomic_write_json(path, self.history)
 
     def _log_artifacts(self) -> None:
         from segzoo.engine.plots import save_curves

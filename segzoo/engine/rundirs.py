@@ -1,0 +1,129 @@
+"""Run folders: a new run never takes an existing folder, and a resume names an unfinished one.
+
+A run folder ``runs_dir/<run_name>`` holds ``last.pt`` from its first completed epoch on, and the
+``finished`` marker once its training ended (all epochs, or an early stop). Only a folder with a
+``last.pt`` and no marker can be resumed; a finished run is never reopened for training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from segzoo.engine.runs import FALSE_WORDS, TRUE_WORDS
+from segzoo.registry import SegzooError
+
+LAST = "last.pt"
+FINISHED = "finished"
+MODEL = "model.pt"
+
+
+def is_finished(run: Path) -> bool:
+    """Whether the training of ``run`` ended (its marker, or a ``last.pt`` of every epoch from before markers existed)."""
+    if (run / FINISHED).exists():
+        return True
+    if not (run / LAST).exists():
+        return False
+    trainer = torch.load(run / LAST, map_location="cpu", weights_only=True)["trainer"]
+    return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
+
+
+# what a training writes in its folder; evaluation and inference write in sub-folders, so they do not make a run "newer"
+TRAINING_FILES = (LAST, MODEL, FINISHED, "history.json", "mlflow_run_id.txt", "components.json")
+
+
+def _last_trained(run: Path) -> float:
+    times = [f.stat().st_mtime for f in (run / name for name in TRAINING_FILES) if f.exists()]
+    return max(times, default=run.stat().st_mtime)
+
+
+def runs_newest_first(runs_dir: str | os.PathLike) -> list[Path]:
+    """The run folders under ``runs_dir``, the most recently trained first (a resumed run counts as recent)."""
+    return sorted((p for p in Path(runs_dir).glob("*") if p.is_dir()), key=_last_trained, reverse=True)
+
+
+def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
+    """``runs_dir/run_name``, created now; a name already taken (two runs started in the same second) gets ``-2``, ``-3``...
+
+    Other ranks of a distributed run use rank 0's name as it is (rank 0 created it).
+    """
+    root = Path(runs_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return root / run_name
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = root / (run_name if n == 1 else f"{run_name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise SegzooError(f"{root} already holds {run_name} and 9999 numbered variants; pass another --run_name")
+
+
+def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
+    """The run ``--resume`` names: ``true`` for the newest run when it is unfinished, or a run folder or name.
+
+    A finished run, a run without ``last.pt`` and an ambiguous ``true`` are refused, listing the runs that can be resumed.
+    """
+    root = Path(runs_dir)
+    if isinstance(resume, bool) or str(resume).strip().lower() in TRUE_WORDS:
+        runs = runs_newest_first(root)
+        if runs and (runs[0] / LAST).exists() and not is_finished(runs[0]):
+            return runs[0]
+        newest = f"the newest run, {runs[0]}, {'finished' if runs and is_finished(runs[0]) else 'has no completed epoch'}" if runs else f"there is no run under {root}"
+        raise SegzooError(f"--resume true: {newest}; {_candidates(root)}")
+    named = Path(str(resume)).expanduser()
+    run = named if named.is_dir() else root / str(resume)
+    if not run.is_dir():
+        raise SegzooError(f"--resume {resume}: no run folder {named} or {run}; {_candidates(root)}")
+    if is_finished(run):
+        raise SegzooError(f"--resume {resume}: {run} finished its training and is never reopened; {_candidates(root)}")
+    if not (run / LAST).exists():
+        raise SegzooError(f"--resume {resume}: {run} has no {LAST} (no epoch completed), so there is nothing to resume; start a new run")
+    return run
+
+
+def _candidates(root: Path) -> str:
+    unfinished = [p for p in runs_newest_first(root) if (p / LAST).exists() and not is_finished(p)]
+    if not unfinished:
+        return "no run there can be resumed: start a new training without --resume"
+    return "runs that can be resumed (newest first): " + ", ".join(str(p) for p in unfinished[:10]) + ". Pass one as --resume RUN_DIR"
+
+
+def resume_requested(resume: bool | str | None) -> bool:
+    """Whether ``--resume`` asks for a resume: anything but false/no/off/0/null/empty (true, or a run folder or name)."""
+    return not (resume is None or resume is False or (isinstance(resume, str) and resume.strip().lower() in FALSE_WORDS))
+
+
+def output_dir(runs_dir: str, run_name: str, resume: bool | str | None = None) -> str:
+    """The run folder of a training: a new one (see :func:`new_run_dir`), or with ``resume`` the one it names."""
+    return str(resume_dir(runs_dir, resume) if resume_requested(resume) else new_run_dir(runs_dir, run_name))
+
+
+def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename: str = MODEL) -> str:
+    """``filename`` of the run ``run`` (a folder or a name under ``runs_dir``), or of the newest run when none is named.
+
+    The newest run having no ``filename`` is an error, never a silent fall-back to an older run's model.
+    """
+    root = Path(runs_dir)
+    if run:
+        folder = Path(run) if Path(run).is_dir() else root / run
+        if not (folder / filename).is_file():
+            raise SegzooError(f"--run {run}: {folder / filename} does not exist; pass a run folder that holds a trained {filename}")
+        return str(folder / filename)
+    runs = runs_newest_first(root)
+    if not runs:
+        raise SegzooError(
+            f"no trained model found under {root}/*/{filename}; train first "
+            "(python -m monai.bundle run training --config_file .../train.json) or pass --checkpoint PATH"
+        )
+    if not (runs[0] / filename).is_file():
+        with_model = [str(p) for p in runs if (p / filename).is_file()][:5]
+        raise SegzooError(
+            f"the newest run, {runs[0]}, has no {filename} (it failed or is still training), so 'the latest model' is ambiguous. "
+            f"Pass --checkpoint PATH or --run RUN_DIR; runs with a {filename}: {', '.join(with_model) or 'none'}"
+        )
+    return str(runs[0] / filename)
