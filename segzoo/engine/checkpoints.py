@@ -121,10 +121,9 @@ class LastCheckpoint:
             from segzoo.engine.tracking import current_bundle_config
 
             atomic_write_json(self.path.parent / SETTINGS, run_settings(current_bundle_config()), indent=1)
-        engine.add_event_handler(Events.STARTED, self._restore_keep)
+        engine.add_event_handler(Events.STARTED, self._started)
         if self.seed is not None:
             engine.add_event_handler(Events.EPOCH_STARTED, seed_epoch, int(self.seed))
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
         # Attached before StopOnNonFiniteLoss, so a NaN stop finds the previous epoch's file complete.
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.COMPLETED, self.finish)
@@ -169,11 +168,15 @@ class LastCheckpoint:
                 "may change on resume: resume with the run's settings, or start a new training without --resume"
             )
 
-    def _restore_keep(self, engine: Engine) -> None:
+    def _started(self, engine: Engine) -> None:
+        """Restore the validation handlers (they are ready only now), and save each epoch after every other handler has
+        recorded it (history, MLflow), so an epoch is either wholly in ``last.pt`` and the records, or trained again."""
         for handler, state in zip(self.keep, self._restored_keep or []):
             if state is not None and stateful(handler) is not None:
                 stateful(handler).load_state_dict(state)
         self._restored_keep = None
+        if not engine.has_event_handler(self.save, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
     def _iteration_completed(self, engine: Engine) -> None:
         self.wait()
