@@ -33,7 +33,20 @@ def report(exc: BaseException) -> str:
     return f"segzoo: error: {user_error(exc) or exc}"
 
 
+def _close_progress_bars() -> None:
+    """Close open tqdm bars now: closed at exit instead, they would print after the message."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if isinstance(exc, KeyboardInterrupt) or user_error(exc) is not None:
+        _close_progress_bars()
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"segzoo: stopped ({exc or 'Ctrl-C'}); an interrupted training continues with --resume RUN_DIR", file=sys.stderr)
+        return
     if user_error(exc) is None:
         _previous(kind, exc, tb)
         return

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 
 import segzoo
 from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, load_checkpoint
-from tests.conftest import BUNDLES, TINY, run_bundle
+from tests.conftest import BUNDLES, TINY
 
 TRAIN = str(BUNDLES / "pyconvunet" / "configs" / "train.json")
 SMALL_NET = ["--arch", "unet", "--arch_params", "{'base_channels': 4}"]
@@ -27,42 +25,12 @@ def _epochs_done(path: Path) -> int:
     return state["iteration"] // state["epoch_length"]
 
 
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def test_sigkill_mid_epoch_then_resume_continues_the_same_mlflow_run(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--epochs", "4", *SMALL_NET,
-            "--synthetic#num_images", "40", "--synthetic#size", "64", "--patch_size", "[64,64]", "--batch_size", "2"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not list(tmp_path.glob("runs/pyconvunet/*/last.pt")) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the second epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
-    killed_at = _epochs_done(run_dir / "last.pt")
-    assert 1 <= killed_at < 4
-
-    run_bundle(["run", "training", "--config_file", TRAIN, "--resume", "true", "--epochs", "4", *SMALL_NET,
-                "--synthetic#num_images", "40", "--synthetic#size", "64", "--patch_size", "[64,64]", "--batch_size", "2"],
-               cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
-    assert _epochs_done(run_dir / "last.pt") == 4
-    client = _client(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
-    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "val_miou")}) == [1, 2, 3, 4]
-    assert run.info.status == "FINISHED"
-
-
 def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--resume", "true"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "no interrupted run to resume" in proc.stderr
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "segzoo: error: --resume true: there is no run under runs/pyconvunet; no run there can be resumed: start a new training without --resume")
 
 
 def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -80,7 +48,7 @@ def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last
     trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=3, train_data_loader=data, network=network, optimizer=optimizer,
                                 loss_function=loss_that_breaks, train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer),
                                                                                StopOnNonFiniteLoss(str(tmp_path))])
-    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, iteration 2 .*last.pt"):
+    with pytest.raises(NonFiniteLossError, match=rf"became nan at epoch 2, iteration 2 .*last.pt \(epoch 1\).*--resume {tmp_path}$"):
         trainer.run()
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert _epochs_done(tmp_path / "last.pt") == 1

@@ -28,6 +28,7 @@ from monai.handlers import from_engine
 
 import segzoo
 from segzoo.engine.faults import fault_point
+from segzoo.engine.liveness import close_stale_runs, owner_tags, raise_on_sigterm
 from segzoo.engine.rundirs import resume_requested
 from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
@@ -187,6 +188,7 @@ class MLflowTracker:
         self._epoch_losses: list[float] = []
         self._logged: dict[str, set[int]] = {}
         self._warned = False
+        self._restore_sigterm: Callable[[], None] = lambda: None
 
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -220,7 +222,7 @@ class MLflowTracker:
     def start(self, engine: Engine) -> None:
         """Open (or, resuming, reopen) this run through an explicit client: no global MLflow state is touched."""
         import mlflow
-        from mlflow.entities import Param
+        from mlflow.entities import Param, RunTag
 
         uri = self.tracking_uri or mlflow.get_tracking_uri()
         try:
@@ -232,6 +234,8 @@ class MLflowTracker:
                 "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
             ) from None
         self.uri = uri
+        self._restore_sigterm = raise_on_sigterm()
+        self._safe("closing runs whose process died", close_stale_runs, self.client, experiment_id)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.output_dir / RUN_INFO_FILE,
                           {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
@@ -240,10 +244,11 @@ class MLflowTracker:
         if resume_id:
             self.run_id = resume_id
             self.client.update_run(resume_id, status="RUNNING")
+            self._safe("tagging the run", self.client.log_batch, resume_id, tags=[RunTag(k, v) for k, v in owner_tags().items()])
             self._load_history(upto=engine.state.epoch)
             self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
-        tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
+        tags = {**owner_tags(), **({"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else {})}
         self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
         atomic_write_text(id_file, self.run_id)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
@@ -326,11 +331,14 @@ class MLflowTracker:
                 self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
+        self._restore_sigterm()
         self._log_artifacts()
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
-        """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
+        """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed (KILLED on Ctrl-C or
+        SIGTERM), then re-raise."""
+        self._restore_sigterm()
         if self.run_id is not None:
             self._log_artifacts()
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
