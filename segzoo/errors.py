@@ -1,4 +1,4 @@
-"""A user's error is the last line they read: no MONAI traceback after it.
+"""The base of every error a user can fix, and how it is shown: as the last line they read, no MONAI traceback after it.
 
 MONAI's bundle runner wraps every exception raised while evaluating a config expression in
 ``RuntimeError: Failed to evaluate ConfigExpression ...``, so the message that names the key and
@@ -14,7 +14,10 @@ import sys
 import traceback
 from types import TracebackType
 
-from segzoo.registry import SegzooError
+
+
+class SegzooError(Exception):
+    """Base class of the errors a user can fix by changing a config or an install; the message names the fix."""
 
 
 def user_error(exc: BaseException | None) -> SegzooError | None:

@@ -7,7 +7,7 @@ SIGKILL loses at most the epoch in progress; ``history.json`` and MLflow are bro
 on resume (see :class:`segzoo.engine.MLflowTracker`). Every epoch's random draws (shuffling, augmentation)
 are seeded from ``seed`` and the epoch number, so a resumed epoch is the epoch an uninterrupted run trains.
 
-A resume names its run (:mod:`segzoo.engine.rundirs`); ``epochs`` and ``learning_rate`` may change on resume
+A resume names its run (:mod:`segzoo.engine.store`); ``epochs`` and ``learning_rate`` may change on resume
 and are applied (and said), any other changed setting is refused.
 
 The write (about 0.1 s for a 30 MB network with its Adam state) runs in a
@@ -33,12 +33,11 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.faults import fault_point
-from segzoo.engine.rundirs import FINISHED, LAST, resume_requested
+from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, resume_requested
 from segzoo.engine.runs import unwrap
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
-SETTINGS = "settings.json"
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
 RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
                           "amp", "amp_dtype", "channels_last", "compile", "deterministic", "epochs", "learning_rate", "_meta_"})
@@ -120,7 +119,7 @@ class LastCheckpoint:
         elif int(os.environ.get("RANK", "0")) == 0:
             from segzoo.engine.tracking import current_bundle_config
 
-            atomic_write_json(self.path.parent / SETTINGS, run_settings(current_bundle_config()), indent=1)
+            atomic_write_json(self.path.parent / SETTINGS_FILE, run_settings(current_bundle_config()), indent=1)
         engine.add_event_handler(Events.STARTED, self._started)
         if self.seed is not None:
             engine.add_event_handler(Events.EPOCH_STARTED, seed_epoch, int(self.seed))
@@ -156,7 +155,7 @@ class LastCheckpoint:
 
     def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
         """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""
-        saved_path = run / SETTINGS
+        saved_path = run / SETTINGS_FILE
         if config is None or not saved_path.exists():
             return
         saved = read_json(saved_path, "the settings the run was started with", "Delete it to resume without this check.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -11,25 +10,9 @@ from typing import Any
 import torch
 
 import segzoo
+from segzoo.engine.store import read_run_info
+from segzoo.overrides import as_flag, is_none
 from segzoo.registry import SegzooError
-
-
-TRUE_WORDS = ("true", "1", "yes", "on")
-FALSE_WORDS = ("false", "0", "no", "off", "none", "null", "")
-FLAG_WORDS = TRUE_WORDS + FALSE_WORDS
-
-
-def as_flag(value: bool | str | int, key: str = "flag") -> bool:
-    """A config switch given as a bool or as text from the command line (``--resume false`` arrives as the string "false")."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in TRUE_WORDS:
-            return True
-        if text in FALSE_WORDS:
-            return False
-        raise SegzooError(f"--{key} expects true or false, got {value!r}")
-    return bool(value)
-
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -71,8 +54,8 @@ def _describe(arch: dict[str, Any]) -> str:
 
 def _trained_as(path: str | os.PathLike) -> str:
     """What the run that wrote ``path`` built, from the ``components.json`` beside it."""
-    info = Path(path).parent / "components.json"
-    return _describe(json.loads(info.read_text()).get("architecture", {})) if info.exists() else "another network"
+    architecture = read_run_info(Path(path).parent).get("architecture")
+    return _describe(architecture) if architecture else "another network"
 
 
 def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -120,6 +103,11 @@ def shared_run_name(prefix: str) -> str:
     if dist.is_available() and dist.is_initialized():
         dist.broadcast_object_list(name, src=0)
     return name[0]
+
+
+def build_optional(kind: str, name: str | None, **params: Any) -> Any:
+    """``segzoo.build(kind, name, **params)``, or None when ``name`` is none (an optional component, e.g. a train hook)."""
+    return None if is_none(name) else segzoo.build(kind, name, **params)
 
 
 def prepare_network(network: torch.nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False) -> torch.nn.Module:  # noqa: A002 - torch's word

@@ -10,12 +10,7 @@ that fails later costs a warning and training goes on.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
-import os
-import urllib.error
-import urllib.request
 import subprocess
 import time
 import warnings
@@ -27,22 +22,18 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
+from segzoo.engine import store
+from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and get_or_create_experiment: public here too
+    TrackingUnavailableError,
+    artifact_location,
+    flatten,
+    get_or_create_experiment,
+    open_run,
+    param_batches,
+)
 from segzoo.engine.faults import fault_point
-from segzoo.engine.liveness import close_stale_runs, owner_tags, raise_on_sigterm
-from segzoo.engine.rundirs import resume_requested
-from segzoo.files import atomic_write_json, atomic_write_text, read_json
-from segzoo.registry import SegzooError
-
-RUN_ID_FILE = "mlflow_run_id.txt"
-RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
-
-# A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-
-
-class TrackingUnavailableError(SegzooError):
-    """The MLflow tracking store could not be reached before training."""
+from segzoo.engine.liveness import raise_on_sigterm
+from segzoo.engine.store import resume_requested
 
 
 def current_bundle_config() -> dict[str, Any] | None:
@@ -60,57 +51,6 @@ def current_bundle_config() -> dict[str, Any] | None:
     return None
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on an HTTP tracking server that does not answer (MLflow itself would retry for minutes)."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-        except urllib.error.HTTPError:
-            return  # it answered: some servers have no /health, which is fine
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionError(getattr(exc, "reason", exc)) from None
-
-
-def artifact_location(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a SQLite store (``sqlite:///dir/mlflow.db`` ->
-    ``dir/mlruns``), so the store is one folder whichever directory a run starts from (MLflow would use
-    ``./mlruns`` of that directory); None lets any other store decide."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns").as_uri()
-    return None
-
-
-def get_or_create_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
-    found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
-
-
-def open_experiment(uri: str, name: str) -> tuple[Any, str]:
-    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
-
-    Several runs starting at once on a new SQLite store would race to create its tables (MLflow's migrations fail
-    with "database is locked" or "duplicate column") and the experiment; a lock file beside the database lets one
-    process at a time open it.
-    """
-    from mlflow.tracking import MlflowClient
-
-    with store_lock(uri):
-        client = MlflowClient(tracking_uri=uri)
-        return client, get_or_create_experiment(client, name)
-
-
-def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
-    """An inter-process lock for a SQLite store (``<db>.lock`` beside it); no lock for other stores, which serve many clients."""
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    from filelock import FileLock
-
-    database = Path(uri[len("sqlite:///") :]).resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(database) + ".lock", timeout=600)
-
-
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
@@ -118,20 +58,19 @@ def git_commit() -> str:
         return "unknown"
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """Scalar leaves of a nested config as ``a.b.c -> value`` (MLflow params are flat strings)."""
-    out: dict[str, str] = {}
-    if isinstance(config, dict):
-        for k, v in config.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-    elif isinstance(config, list) and all(not isinstance(v, (dict, list)) for v in config):
-        out[prefix[:-1]] = json.dumps(config)[:6000]
-    elif isinstance(config, list):
-        for i, v in enumerate(config):
-            out.update(flatten(v, f"{prefix}{i}."))
-    else:
-        out[prefix[:-1]] = str(config)[:6000]
-    return out
+def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{role: {"name", **params}}`` of the components a run built (see :class:`MLflowTracker`'s ``components``)."""
+    described = {}
+    for role, component in components.items():
+        record = segzoo.built(component)
+        if record is not None:
+            described[role] = record.describe()
+        elif isinstance(component, (list, tuple)) and len(component) == 2 and isinstance(component[0], str):
+            described[role] = {"name": component[0], **dict(component[1] or {})}
+        elif component is not None:
+            raise TypeError(f"MLflowTracker components['{role}']: expected an object built by segzoo.build, a (name, params) "
+                            f"pair or None, got {type(component).__name__}")
+    return described
 
 
 def plugin_versions() -> dict[str, str]:
@@ -146,7 +85,9 @@ class MLflowTracker:
         run_name: the run's name in the MLflow UI.
         output_dir: where checkpoints and plots are written; the run id is kept there so a resumed
             training continues the same MLflow run.
-        components: what the run built, e.g. ``{"architecture": ("pyconvunet", {...})}``; logged as params.
+        components: what the run built, by role: an object built by the registry (its ``segzoo_built`` record is
+            read), a ``(name, params)`` pair for what keeps no record (a dataset's items), or None (not used);
+            logged as params and written to ``components.json``.
         evaluator: the validation engine whose metrics are logged each epoch.
         artifacts: files logged at the end if they exist (e.g. the best checkpoint).
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
@@ -172,7 +113,7 @@ class MLflowTracker:
         self.experiment = experiment
         self.run_name = run_name
         self.output_dir = Path(output_dir)
-        self.components = components or {}
+        self.components = describe_components(components or {})
         self.evaluator = evaluator
         self.artifacts = artifacts or []
         self.panel = panel
@@ -220,49 +161,36 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
-        """Open (or, resuming, reopen) this run through an explicit client: no global MLflow state is touched."""
-        import mlflow
-        from mlflow.entities import Param, RunTag
+        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`.
 
-        uri = self.tracking_uri or mlflow.get_tracking_uri()
-        try:
-            check_reachable(uri)
-            self.client, experiment_id = open_experiment(uri, self.experiment)
-        except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-            raise TrackingUnavailableError(
-                f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
-                "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
-            ) from None
-        self.uri = uri
+        Resuming, the history is cut back to the epochs ``last.pt`` holds, and steps MLflow already has are not logged
+        again; a run the store no longer has (the store changed) is replaced by a new one holding the history so far.
+        """
+        resume_id = store.read_run_id(self.output_dir) if self.resume else None
+        self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id)
+        self.uri = self.client.tracking_uri
         self._restore_sigterm = raise_on_sigterm()
-        self._safe("closing runs whose process died", close_stale_runs, self.client, experiment_id)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.output_dir / RUN_INFO_FILE,
-                          {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
-        id_file = self.output_dir / RUN_ID_FILE
-        resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
-        if resume_id:
-            self.run_id = resume_id
-            self.client.update_run(resume_id, status="RUNNING")
-            self._safe("tagging the run", self.client.log_batch, resume_id, tags=[RunTag(k, v) for k, v in owner_tags().items()])
+        store.write_run_info(self.output_dir, self.components)
+        if self.resume:
             self._load_history(upto=engine.state.epoch)
+        if resume_id is not None and resume_id == self.run_id:
             self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
-        tags = {**owner_tags(), **({"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else {})}
-        self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
-        atomic_write_text(id_file, self.run_id)
+        store.write_run_id(self.output_dir, self.run_id)
+        for name, points in self.history.items():
+            for step, value in points:
+                self._log_metrics({name: value}, step)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
         params.update(plugin_versions())
-        for role, (name, values) in self.components.items():
-            params[role] = name
-            params.update({f"{role}.{k}": v for k, v in flatten(values).items()})
+        for role, described in self.components.items():
+            params[role] = described["name"]
+            params.update({f"{role}.{k}": v for k, v in flatten(described).items() if k != "name"})
         params.update({k: str(v) for k, v in self.extra_params.items()})
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
             self._safe("logging the config", self.client.log_dict, self.run_id, self.config, "config/resolved_config.json")
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self._safe("logging params", self.client.log_batch, self.run_id, params=items[i : i + 100])
+        for batch in param_batches(params):
+            self._safe("logging params", self.client.log_batch, self.run_id, params=batch)
 
     def _collect_loss(self, engine: Engine) -> None:
         output = engine.state.output
@@ -303,16 +231,13 @@ class MLflowTracker:
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
-        atomic_write_json(self.output_dir / "history.json", self.history)
+        store.write_history(self.output_dir, self.history)
 
     def _load_history(self, upto: int) -> None:
         """The history of the epochs ``last.pt`` holds: a step recorded after it (the kill came before its checkpoint) is
         dropped here and recorded again when that epoch is trained again."""
-        path = self.output_dir / "history.json"
-        if path.exists():
-            saved = read_json(path, "the run's metric history", "Delete it to resume without the earlier curves, or start a new run.")
-            self.history = {k: [tuple(p) for p in v if p[0] <= upto] for k, v in saved.items()}
-            atomic_write_json(path, self.history)
+        self.history = {name: [p for p in points if p[0] <= upto] for name, points in store.read_history(self.output_dir).items()}
+        store.write_history(self.output_dir, self.history)
 
     def _log_artifacts(self) -> None:
         from segzoo.engine.plots import save_curves

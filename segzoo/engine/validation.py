@@ -15,7 +15,7 @@ import sys
 from typing import Any, Sequence
 
 import segzoo
-from segzoo.engine.runs import FLAG_WORDS
+from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
 from segzoo.registry import SegzooError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
@@ -42,13 +42,16 @@ def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def parse_value(text: str) -> Any:
-    """An override's text as a Python/JSON literal (``2``, ``[64,64]``, ``{'a': 1}``, ``true``, ``null``), else the text itself."""
-    literal = {"true": "True", "false": "False", "null": "None"}.get(text.strip(), text)
-    try:
-        return ast.literal_eval(literal)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
+def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
+    """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
+    from monai.bundle import ConfigParser
+
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--args_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--args_file=") else None
+        if path is not None:
+            values = ConfigParser.load_config_file(path)
+            return {k: v for k, v in values.items() if k not in RUNNER_ARGS}
+    return {}
 
 
 def _config_files(argv: Sequence[str]) -> list[str]:
@@ -102,7 +105,7 @@ def wrong_type(key: str, value: Any, default: Any) -> str | None:
     expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list such as [1, 2]",
                 dict: "a dict such as {'a': 1}"}.get(type(default))
     if isinstance(default, bool):
-        ok = isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in FLAG_WORDS)
+        ok = isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
@@ -158,7 +161,7 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
         return
     config = ConfigParser.load_config_files(files)
     running = current_bundle_config()
-    overrides = cli_override_values(argv)
+    overrides = {**args_file_values(argv), **cli_override_values(argv)}
     for key in overrides if running is not None else ():
         with contextlib.suppress(KeyError, IndexError, TypeError):
             overrides[key] = _at(running, key)  # as MONAI parsed it
@@ -166,17 +169,21 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
 
 
 def check_components(components: dict[str, tuple[str, str | list[str] | None]]) -> None:
-    """Each ``config_key: (kind, name or names)`` must be registered; the error names the config key and the closest names."""
+    """Each ``config_key: (kind, name or names)`` must be registered (a ``none`` name is "not used"); the error names
+    the config key and the closest names."""
     for key, (kind, names) in components.items():
-        for name in [names] if isinstance(names, str) else names or []:
+        for name in [] if is_none(names) else [names] if isinstance(names, str) else names:
             try:
                 segzoo.get(kind, name)
             except SegzooError as err:
                 raise ConfigError(f"config key '{key}' = {name!r}: {err}") from None
 
 
-def check_params(key: str, kind: str, name: str, preset: str | None = None, **params: Any) -> None:
-    """Validate a component's parameters up front, so a wrong type names the config key that holds it."""
+def check_params(key: str, kind: str, name: str | None, preset: str | None = None, **params: Any) -> None:
+    """Validate a component's parameters up front, so a wrong type names the config key that holds it (a ``none``
+    name, an optional component not used, has none to check)."""
+    if is_none(name):
+        return
     try:
         segzoo.get(kind, name).validate(preset, **params)
     except SegzooError as err:

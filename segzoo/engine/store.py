@@ -1,23 +1,74 @@
-"""Run folders: a new run never takes an existing folder, and a resume names an unfinished one.
+"""The run store: what a bundle run leaves in its folder, and how to find runs under a ``runs_dir``.
 
-A run folder ``runs_dir/<run_name>`` holds ``last.pt`` from its first completed epoch on, and the
-``finished`` marker once its training ended (all epochs, or an early stop). Only a folder with a
-``last.pt`` and no marker can be resumed; a finished run is never reopened for training.
+A run folder (``runs_dir/run_name``) holds ``model.pt`` (best validation weights), ``last.pt`` (the last
+epoch's whole training state), ``history.json`` (every logged value per epoch), ``components.json`` (what was
+built), ``settings.json`` (what it trains, checked on resume), ``mlflow_run_id.txt`` and, once its training
+ended (all epochs, or an early stop), the marker ``finished``. Every reader and writer of these files goes
+through this module, so their names and formats are stated once; every write is atomic (:mod:`segzoo.files`).
+
+A new run never takes an existing folder; only a folder with a ``last.pt`` and no ``finished`` can be resumed,
+so a finished run is never reopened for training; "the latest model" is refused when the newest run has none.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from segzoo.engine.runs import FALSE_WORDS, TRUE_WORDS
+from segzoo.files import atomic_write_json, atomic_write_text, read_json
+from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
 from segzoo.registry import SegzooError
 
+BEST = "model.pt"
 LAST = "last.pt"
 FINISHED = "finished"
-MODEL = "model.pt"
+HISTORY_FILE = "history.json"
+RUN_ID_FILE = "mlflow_run_id.txt"
+RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
+SETTINGS_FILE = "settings.json"
+
+History = dict[str, list[tuple[int, float]]]
+
+
+def read_history(run_dir: str | os.PathLike) -> History:
+    """``{name: [(epoch, value), ...]}`` a run logged (train loss, validation metrics); empty if none yet."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return {}
+    saved = read_json(path, "the run's metric history", "Delete it to go on without the earlier curves, or start a new run.")
+    return {name: [(int(step), float(value)) for step, value in points] for name, points in saved.items()}
+
+
+def write_history(run_dir: str | os.PathLike, history: History) -> None:
+    atomic_write_json(Path(run_dir) / HISTORY_FILE, history)
+
+
+def best_value(run_dir: str | os.PathLike, metric: str) -> float | None:
+    """The best (highest) value of ``metric`` the run logged, or None if it logged none."""
+    return max((value for _, value in read_history(run_dir).get(metric, [])), default=None)
+
+
+def read_run_id(run_dir: str | os.PathLike) -> str | None:
+    """The MLflow run id a run recorded, if it recorded one."""
+    path = Path(run_dir) / RUN_ID_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def write_run_id(run_dir: str | os.PathLike, run_id: str) -> None:
+    atomic_write_text(Path(run_dir) / RUN_ID_FILE, run_id)
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the run built (``components.json``): ``{role: {"name": ..., **parameters}}``; empty if unknown."""
+    path = Path(run_dir) / RUN_INFO_FILE
+    return read_json(path, "what the run built", "Delete it; only messages use it.") if path.exists() else {}
+
+
+def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info, default=str)
 
 
 def is_finished(run: Path) -> bool:
@@ -31,7 +82,7 @@ def is_finished(run: Path) -> bool:
 
 
 # what a training writes in its folder; evaluation and inference write in sub-folders, so they do not make a run "newer"
-TRAINING_FILES = (LAST, MODEL, FINISHED, "history.json", "mlflow_run_id.txt", "components.json")
+TRAINING_FILES = (LAST, BEST, FINISHED, HISTORY_FILE, RUN_ID_FILE, RUN_INFO_FILE)
 
 
 def _last_trained(run: Path) -> float:
@@ -95,7 +146,7 @@ def _candidates(root: Path) -> str:
 
 def resume_requested(resume: bool | str | None) -> bool:
     """Whether ``--resume`` asks for a resume: anything but false/no/off/0/null/empty (true, or a run folder or name)."""
-    return not (resume is None or resume is False or (isinstance(resume, str) and resume.strip().lower() in FALSE_WORDS))
+    return not (resume is None or resume is False or (isinstance(resume, str) and resume.strip().lower() in FALSE_WORDS + NONE_WORDS))
 
 
 def output_dir(runs_dir: str, run_name: str, resume: bool | str | None = None) -> str:
@@ -103,7 +154,7 @@ def output_dir(runs_dir: str, run_name: str, resume: bool | str | None = None) -
     return str(resume_dir(runs_dir, resume) if resume_requested(resume) else new_run_dir(runs_dir, run_name))
 
 
-def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename: str = MODEL) -> str:
+def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename: str = BEST) -> str:
     """``filename`` of the run ``run`` (a folder or a name under ``runs_dir``), or of the newest run when none is named.
 
     The newest run having no ``filename`` is an error, never a silent fall-back to an older run's model.
@@ -112,7 +163,7 @@ def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename
     if run:
         folder = Path(run) if Path(run).is_dir() else root / run
         if not (folder / filename).is_file():
-            raise SegzooError(f"--run {run}: {folder / filename} does not exist; pass a run folder that holds a trained {filename}")
+            raise SegzooError(f"--from_run {run}: {folder / filename} does not exist; pass a run folder that holds a trained {filename}")
         return str(folder / filename)
     runs = runs_newest_first(root)
     if not runs:
@@ -124,6 +175,6 @@ def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename
         with_model = [str(p) for p in runs if (p / filename).is_file()][:5]
         raise SegzooError(
             f"the newest run, {runs[0]}, has no {filename} (it failed or is still training), so 'the latest model' is ambiguous. "
-            f"Pass --checkpoint PATH or --run RUN_DIR; runs with a {filename}: {', '.join(with_model) or 'none'}"
+            f"Pass --from_run RUN_DIR (or NAME) or --checkpoint PATH; runs with a {filename}: {', '.join(with_model) or 'none'}"
         )
     return str(runs[0] / filename)
