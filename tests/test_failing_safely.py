@@ -82,7 +82,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_
     trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=2, train_data_loader=data, network=network,
                                 optimizer=optimizer, loss_function=torch.nn.functional.mse_loss,
                                 train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer)])
-    with pytest.raises(segzoo.SegzooError, match=f"could not write the checkpoint {tmp_path / 'last.pt'}.*--resume true"):
+    with pytest.raises(segzoo.SegzooError, match=f"could not write the checkpoint {tmp_path / 'last.pt'}.*--resume {tmp_path}"):
         trainer.run()
 
 
