@@ -14,7 +14,7 @@ import torch
 
 import segzoo
 from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, load_checkpoint
-from tests.conftest import BUNDLES, TINY
+from tests.conftest import BUNDLES, TINY, hostile
 
 TRAIN = str(BUNDLES / "pyconvunet" / "configs" / "train.json")
 SMALL_NET = ["--arch", "unet", "--arch_params", "{'base_channels': 4}"]
@@ -33,6 +33,7 @@ def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
         "segzoo: error: --resume true: there is no run under runs/pyconvunet; no run there can be resumed: start a new training without --resume")
 
 
+@hostile("faults", "NaN loss in epoch 2", "stops naming epoch and iteration; last.pt keeps epoch 1", "training loss became nan at epoch 2, iteration 2 ... continue this run with --resume RUN_DIR")
 def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     from monai.engines import SupervisedTrainer
 
@@ -72,6 +73,7 @@ def test_the_last_checkpoint_is_written_in_the_background_and_complete_when_trai
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@hostile("faults", "disk full / unwritable run folder when last.pt is written", "training stops naming the file; the previous last.pt is intact", "could not write the checkpoint .../last.pt: ... continue with --resume RUN_DIR (the previous last.pt is intact)")
 def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_path: Path) -> None:
     from monai.engines import SupervisedTrainer
 
@@ -86,6 +88,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_
         trainer.run()
 
 
+@hostile("data", "empty dataset folder", "exit before training, no run folder", ".../train/images holds no images")
 def test_an_empty_dataset_folder_stops_before_training_naming_it(tmp_path: Path) -> None:
     (tmp_path / "data" / "train" / "images").mkdir(parents=True)
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--dataset_dir",
@@ -95,6 +98,7 @@ def test_an_empty_dataset_folder_stops_before_training_naming_it(tmp_path: Path)
     assert not (tmp_path / "runs").exists()
 
 
+@hostile("config", "`--arch_params \"{'base_channels': 'wide'}\"`", "refused before building, naming the config key", "config key 'arch_params': invalid parameters for architecture 'unet' ... 'base_channels': got 'wide'")
 def test_a_wrong_parameter_type_names_the_config_key(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--arch", "unet",
                            "--arch_params", "{'base_channels': 'wide'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -102,6 +106,7 @@ def test_a_wrong_parameter_type_names_the_config_key(tmp_path: Path) -> None:
     assert "'base_channels': got 'wide'" in proc.stderr
 
 
+@hostile("CLI", "evaluate with a checkpoint of another architecture/class count", "refused naming both", "checkpoint ... was trained as unet (preset None, out_channels 1) and does not fit the network asked for")
 def test_a_checkpoint_of_another_architecture_is_refused_naming_both(tmp_path: Path) -> None:
     unet = segzoo.create_model("unet", base_channels=4, in_channels=1)
     torch.save(unet.state_dict(), tmp_path / "model.pt")
@@ -112,6 +117,7 @@ def test_a_checkpoint_of_another_architecture_is_refused_naming_both(tmp_path: P
     assert load_checkpoint(segzoo.create_model("unet", base_channels=4, in_channels=1), tmp_path / "model.pt") is not None
 
 
+@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that is down", "exit before training, nothing written", "cannot reach the MLflow tracking store at http://127.0.0.1:9")
 def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY, *SMALL_NET],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -121,6 +127,7 @@ def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp
     assert not list(tmp_path.glob("runs/pyconvunet/*/*.pt"))
 
 
+@hostile("MLflow", "tracking server that goes away mid-run", "one warning; training, checkpoints and history.json go on", "MLflow at ... failed while logging metrics ...; training continues without tracking")
 def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                               tracking_uri: str) -> None:
     from mlflow.tracking import MlflowClient
