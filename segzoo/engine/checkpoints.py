@@ -147,7 +147,7 @@ class LastCheckpoint:
             if group["lr"] != rate:
                 changes.append(f"learning_rate {group['lr']} -> {rate}")
                 group["lr"] = rate
-        if self.evaluator is not None and "evaluator" in state:
+        if self.evaluator is not None and state.get("evaluator") is not None:
             self.evaluator.state.best_metric, self.evaluator.state.best_metric_epoch = state["evaluator"]
         self._restored_keep = state.get("keep", [])
         applied = f"; applied: {', '.join(dict.fromkeys(changes))}" if changes else ""
