@@ -25,10 +25,10 @@ TINY_RUN = ["--epochs", "3", "--arch", "unet", "--arch_params", "{'base_channels
             "--synthetic#size", "32", "--patch_size", "[32,32]", "--batch_size", "2", "--learning_rate", "0.03"]
 # 5 training images in batches of 2: 3 iterations per epoch; iteration 5 is mid-epoch 2
 KILL_POINTS = {
-    "iteration:5": hostile("faults", "kill -9 mid-epoch (iteration 5 of 9)", "resume redoes epoch 2: history, MLflow steps and model.pt as uninterrupted"),
     "after_validation:2": hostile("faults", "kill -9 after epoch 2 was validated and logged, before its last.pt (issue case 3)",
                                   "resume redoes epoch 2 without a duplicated step; the best score survives, model.pt as uninterrupted"),
-    "iteration:5:sigterm": hostile("faults", "SIGTERM mid-epoch (a scheduler's stop)", "MLflow run closed KILLED; resume ends as uninterrupted",
+    "iteration:5:sigterm": hostile("faults", "SIGTERM mid-epoch (iteration 5 of 9; a scheduler's stop)",
+                                   "MLflow run closed KILLED; resume redoes epoch 2 and ends as uninterrupted",
                                    "segzoo: stopped (SIGTERM); an interrupted training continues with --resume RUN_DIR"),
     "after_checkpoint:2": hostile("faults", "kill -9 right after epoch 2's last.pt was written",
                                   "resume starts at epoch 3; no step lost or duplicated"),
