@@ -14,8 +14,7 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import DoubleConv, EncoderDecoderParams, check_input_size, output_activation, plain_conv
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import DoubleConv, EncoderDecoderParams, FinalActivation, check_input_size, output_activation, plain_conv
 
 CITATION = (
     "Zhou Z, Rahman Siddiquee MM, Tajbakhsh N, Liang J. UNet++: a nested U-Net architecture for medical image "

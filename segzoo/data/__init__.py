@@ -1,4 +1,4 @@
-"""Data: readers with up-front validation, the synthetic default, splits and MONAI transform chains."""
+"""Data: readers of image/mask folders with up-front validation, the synthetic default, and seeded splits."""
 
 from segzoo.data.folder import DataError, load_folder, load_images, read_image
 from segzoo.data.split import split
