@@ -9,7 +9,8 @@ import sys
 from typing import Any, Sequence
 
 import segzoo
-from segzoo.registry import KINDS, SegzooError
+from segzoo.errors import report, user_error
+from segzoo.registry import KINDS
 from segzoo.scaffold import SCAFFOLD_KINDS, new_plugin
 
 
@@ -184,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SegzooError as err:
-        print(f"segzoo: error: {err}", file=sys.stderr)
+    except Exception as exc:  # a user's error may arrive wrapped by MONAI's config evaluation
+        if user_error(exc) is None:
+            raise
+        print(report(exc), file=sys.stderr)
         return 2

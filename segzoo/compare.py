@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 import segzoo
 from segzoo.engine import bundle as bundles
 from segzoo.engine import store
 from segzoo.engine.bundle import Bundle
 from segzoo.errors import SegzooError
+from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_overrides
 
 STATE_FILE = "compare_state.json"
@@ -118,7 +118,7 @@ def run(comparison: Comparison) -> Path:
     title = f"comparison of {', '.join(comparison.archs)}"
     client, parent = open_run(comparison.tracking_uri, comparison.bundle.name, run_name("compare"), run_id=parent_id,
                               source=str(comparison.bundle.root.resolve()), description=title)
-    if parent_id is None:
+    if parent != parent_id:  # a new comparison, or its parent run is not in this tracking store (open_run warned)
         comparison.state["parent_run_id"] = parent
         _save_state(comparison)
         log_params(client, parent, {"archs": ",".join(comparison.archs), **flatten(comparison.settings)})
@@ -150,7 +150,7 @@ def _load_state(comparison: Comparison) -> dict[str, Any]:
     path = comparison.output / STATE_FILE
     if not path.exists():
         return {"settings": comparison.settings, "archs": {}}
-    state = json.loads(path.read_text())
+    state = read_json(path, "the comparison's progress", "Delete it to start the comparison over, or pass another --output.")
     if state["settings"] != comparison.settings:
         differ = [k for k in comparison.settings if state["settings"].get(k) != comparison.settings[k]]
         raise SegzooError(
@@ -162,29 +162,24 @@ def _load_state(comparison: Comparison) -> dict[str, Any]:
 
 def _save_state(comparison: Comparison) -> None:
     """Written atomically after each step, so an interruption never leaves a half-written state."""
-    store.write_atomically(comparison.output / STATE_FILE, json.dumps(comparison.state, indent=2))
+    atomic_write_json(comparison.output / STATE_FILE, comparison.state, indent=2)
 
 
 def _train(comparison: Comparison, arch: str, parent: str) -> dict[str, str]:
-    """One training through the bundle's training workflow; an interrupted one (``last.pt`` left) is resumed."""
+    """One training through the bundle's training workflow; an interrupted one (``last.pt`` left) is resumed by name."""
     runs_dir = comparison.output / "runs" / arch
-    interrupted = store.latest_run(runs_dir, store.LAST)
-    if interrupted is not None and _all_epochs_done(interrupted / store.LAST):  # stopped after training, before this was recorded
-        run_dir = interrupted
+    newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
+    if newest is not None and store.is_finished(newest):  # trained, then stopped before this was recorded
+        run_dir = newest
     else:
+        interrupted = newest if newest is not None and (newest / store.LAST).exists() else None
         print(f"{arch}: {'resuming' if interrupted else 'training'} in {runs_dir}")
         parser = bundles.run(comparison.bundle, "training", {
-            **comparison.overrides, "arch": arch, "runs_dir": str(runs_dir), "resume": interrupted is not None,
+            **comparison.overrides, "arch": arch, "runs_dir": str(runs_dir), "resume": str(interrupted) if interrupted else None,
             "parent_run_id": parent, "tracking_uri": comparison.tracking_uri,
         })
         run_dir = Path(bundles.get(parser, "output_dir"))
     return {"run_dir": str(run_dir), "run_id": store.read_run_id(run_dir)}
-
-
-def _all_epochs_done(last: Path) -> bool:
-    """Whether ``last.pt`` is of a finished training (Ignite would start a finished one over, not resume it)."""
-    trainer = torch.load(last, map_location="cpu", weights_only=True)["trainer"]
-    return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
 
 
 def _evaluate(comparison: Comparison, arch: str, client: Any) -> dict[str, Any]:
@@ -197,7 +192,11 @@ def _evaluate(comparison: Comparison, arch: str, client: Any) -> dict[str, Any]:
     counts = measure(network, bundles.get(parser, "in_channels"), tuple(bundles.get(parser, "patch_size")))
     logged = {**{f"heldout_{k}": v for k, v in metrics.items()}, "params_m": counts.params_m, "gmac": counts.gmac}
     run_id = comparison.state["archs"][arch]["run_id"]
-    for name, value in logged.items():
-        client.log_metric(run_id, name, value)
+    try:
+        for name, value in logged.items():
+            client.log_metric(run_id, name, value)
+    except Exception as exc:  # noqa: BLE001 - a child run of an earlier tracking store: the state keeps the scores
+        warnings.warn(f"{arch}: could not log the held-out scores to MLflow run {run_id} ({type(exc).__name__}: {exc}); "
+                      f"they are in {comparison.output / STATE_FILE} and the report", RuntimeWarning, stacklevel=2)
     print(f"{arch}: held-out " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return {"metrics": metrics, "params_m": counts.params_m, "gmac": counts.gmac}

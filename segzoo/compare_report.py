@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import segzoo
+from segzoo.files import atomic_open, atomic_write_text
 from segzoo.engine import bundle as bundles
 from segzoo.engine import store
 
@@ -55,7 +56,7 @@ def write_report(comparison: Comparison) -> list[Path]:
         "image_size": tuple(torch.as_tensor(items[0]["image"]).shape[1:]), "held_out": len(items), "dataset": dataset,
     }
     _write_csv(rows, out / "comparison.csv")
-    (out / "comparison.md").write_text(_markdown(rows, metrics, comparison, context))
+    atomic_write_text(out / "comparison.md", _markdown(rows, metrics, comparison, context))
     save_comparison_curves({arch: store.read_history(entry["run_dir"]) for arch, entry in entries.items()}, out / "curves.png")
     to_probabilities = bundles.get(first, "mask_probabilities") or probabilities
     figure = panel(models, items[: comparison.panel_images], inferer, "cpu", to_probabilities)
@@ -119,7 +120,7 @@ def _cell(value: Any, digits: int = 4) -> str:
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)

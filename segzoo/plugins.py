@@ -30,6 +30,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 
+# What loading a plugin may raise without stopping segzoo: any error, and sys.exit() (SystemExit). Ctrl-C still stops.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
+
 class SegzooPluginWarning(UserWarning):
     """A plugin could not be loaded; the others were."""
 
@@ -72,7 +76,7 @@ class PluginManager:
             version = _dist_version(ep)
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure must not take the others down
+            except PLUGIN_FAILURES as exc:  # any import failure, sys.exit() included, must not take the others down
                 self._fail(ep.name, ep.value, version, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             self.register(plugin, name=ep.name, version=version)
@@ -89,17 +93,14 @@ class PluginManager:
                 self.pm.unregister(plugin)
                 self._fail(name, module, version, problem)
                 return None
-            contributed = [obj for result in self._call_own("segzoo_components", plugin) for obj in result or []]
-            for obj in contributed:
-                check_contract(spec_of(obj), name)  # a broken contract refuses the plugin, not the others
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+            contributed = [obj for result in self._call_own("segzoo_components", plugin) for obj in _as_list(result)]
+            components = self.registry.add_all(contributed, plugin=name, plugin_version=version)
+        except PLUGIN_FAILURES as exc:  # a broken plugin must not take the others down
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             self._fail(name, module, version, f"{type(exc).__name__}: {exc}")
             return None
-        info = PluginInfo(name=name, module=module, version=version)
-        for obj in contributed:
-            info.components.append(self.registry.add(obj, plugin=name, plugin_version=version))
+        info = PluginInfo(name=name, module=module, version=version, components=components)
         self.plugins.append(info)
         return info
 
@@ -111,6 +112,15 @@ class PluginManager:
     def _fail(self, name: str, module: str, version: str, reason: str) -> None:
         self.plugins.append(PluginInfo(name=name, module=module, version=version, error=reason))
         warnings.warn(f"segzoo plugin '{name}' ({module}) was not loaded: {reason}", SegzooPluginWarning, stacklevel=3)
+
+
+def _as_list(result: Any) -> list[Any]:
+    """What one ``segzoo_components()`` returned, which must be a list (or tuple) of components, or None."""
+    if result is None:
+        return []
+    if not isinstance(result, (list, tuple)):
+        raise TypeError(f"segzoo_components() must return a list of components, got {type(result).__name__} {result!r:.80}")
+    return list(result)
 
 
 def _incompatible(requires: str) -> str | None:

@@ -194,6 +194,24 @@ def spec_of(obj: Any) -> Component:
     return spec
 
 
+def check_component(spec: Component) -> Component:
+    """Refuse a component that ``segzoo list``/``info`` or a config could not use, naming what is wrong with it."""
+    where = f"component {spec.kind!r}/{spec.name!r}"
+    if spec.kind not in KINDS:
+        raise TypeError(f"{where}: kind must be one of {', '.join(KINDS)}")
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        raise TypeError(f"{where}: the name must be a non-empty string")
+    if not callable(spec.factory):
+        raise TypeError(f"{where}: the factory {spec.factory!r} is not callable")
+    if not (isinstance(spec.params, type) and issubclass(spec.params, BaseModel)):
+        raise TypeError(f"{where}: params must be a segzoo.Params subclass, got {spec.params!r}")
+    try:
+        spec.schema_rows()
+    except Exception as exc:  # noqa: BLE001 - a model whose defaults cannot even be listed is unusable
+        raise TypeError(f"{where}: its params model {spec.params.__name__} is broken ({type(exc).__name__}: {exc})") from None
+    return spec
+
+
 def check_contract(spec: Component, plugin: str) -> None:
     """Refuse a component whose parameter model lacks what every caller of its kind passes (:data:`REQUIRED_PARAMS`)."""
     required, model = REQUIRED_PARAMS.get(spec.kind, ((), ""))
@@ -212,18 +230,25 @@ class Registry:
         self._components: dict[tuple[str, str], Component] = {}
 
     def add(self, obj: Any, plugin: str, plugin_version: str) -> Component:
-        spec = spec_of(obj)
-        check_contract(spec, plugin)
-        key = (spec.kind, spec.name)
-        if key in self._components:
-            other = self._components[key]
-            raise DuplicateComponentError(
-                f"{spec.kind} '{spec.name}' is registered twice: by plugin '{other.plugin}' "
-                f"and by plugin '{plugin}'. Uninstall one of them or rename the component in one."
-            )
-        registered = Component(**{**spec.__dict__, "plugin": plugin, "plugin_version": plugin_version})
-        self._components[key] = registered
-        return registered
+        return self.add_all([obj], plugin, plugin_version)[0]
+
+    def add_all(self, objs: Iterable[Any], plugin: str, plugin_version: str) -> list[Component]:
+        """Register every component of one plugin, or none: each is checked (and against the others) before any is added,
+        so a plugin that fails half-way leaves no half of itself behind."""
+        staged: dict[tuple[str, str], Component] = {}
+        for obj in objs:
+            spec = check_component(spec_of(obj))
+            check_contract(spec, plugin)
+            key = (spec.kind, spec.name)
+            other = self._components.get(key) or staged.get(key)
+            if other is not None:
+                raise DuplicateComponentError(
+                    f"{spec.kind} '{spec.name}' is registered twice: by plugin '{other.plugin}' "
+                    f"and by plugin '{plugin}'. Uninstall one of them or rename the component in one."
+                )
+            staged[key] = Component(**{**spec.__dict__, "plugin": plugin, "plugin_version": plugin_version})
+        self._components.update(staged)
+        return list(staged.values())
 
     def get(self, kind: str, name: str) -> Component:
         if kind not in KINDS:

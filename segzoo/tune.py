@@ -24,6 +24,7 @@ from segzoo.engine import bundle as bundles
 from segzoo.engine.bundle import Bundle
 from segzoo.engine.store import best_value, read_run_id
 from segzoo.errors import SegzooError
+from segzoo.files import atomic_write_text
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 BEST_OVERRIDE = "best_override.json"
@@ -41,6 +42,10 @@ class Dimension:
     low: float
     high: float
     log: bool = False
+
+    def value(self, number: float) -> int | float:
+        """``number`` as this dimension's type (what a trial passes to the config)."""
+        return int(number) if self.kind == "int" else float(number)
 
     def suggest(self, trial: Any) -> int | float:
         if self.kind == "int":
@@ -83,7 +88,7 @@ class Tuner:
     def __init__(self, bundle: Path, space: list[Dimension], trials: int, output_dir: Path, study_name: str, storage: str,
                  overrides: dict[str, Any], epochs: int | None = None, metric: str = "val_miou", seed: int = 0) -> None:
         self.bundle = Bundle(bundle)
-        self.bundle.read("training", {**overrides, **{d.name: d.low for d in space}})  # a broken contract or key fails now
+        self.bundle.read("training", {**overrides, **{d.name: d.value(d.low) for d in space}})  # a broken contract, key or type fails now
         self.space = space
         self.trials = trials
         self.output_dir = output_dir
@@ -181,7 +186,7 @@ class Tuner:
             return
         best = study.best_trial
         best_path = self.output_dir / BEST_OVERRIDE
-        best_path.write_text(json.dumps({**self.overrides, **best.params}, indent=2) + "\n")
+        atomic_write_text(best_path, json.dumps({**self.overrides, **best.params}, indent=2) + "\n")
         plot = save_trials(done, [d.name for d in self.space], self.metric, self.output_dir / TRIALS_PLOT)
         for name, value in {f"best_{self.metric}": best.value, "completed_trials": len(done)}.items():
             client.log_metric(parent, name, value)

@@ -10,7 +10,7 @@ from PIL import Image
 
 import segzoo
 from segzoo.data import DataError, load_folder, split
-from tests.conftest import ISBI
+from tests.conftest import ISBI, hostile
 
 
 def test_synthetic_cells_are_reproducible_and_binary() -> None:
@@ -45,6 +45,7 @@ def _pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
     Image.fromarray(mask).save(root / "train" / "labels" / name)
 
 
+@hostile("data", "mask of another size than its image", "refused naming both files", "labels/a.png is 16x32 but its image ... is 32x32")
 def test_mask_of_another_size_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "a.png", np.zeros((32, 32), np.uint8), np.zeros((16, 32), np.uint8))
     with pytest.raises(DataError, match=r"labels/a.png is 16x32 but its image .* is 32x32"):
@@ -57,6 +58,7 @@ def test_unexpected_label_values_name_the_file_and_fix(tmp_path: Path) -> None:
         load_folder(str(tmp_path))
 
 
+@hostile("data", "corrupt image file", "refused naming the file", "cannot read .../images/a.png: ... Check the file is a valid .png image, or remove it")
 def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "a.png", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))
     (tmp_path / "train" / "images" / "a.png").write_bytes(b"not a png")
@@ -64,6 +66,7 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
         load_folder(str(tmp_path))
 
 
+@hostile("data", "image without a mask", "refused naming the file", "b.png has no mask: expected .../labels/b.png")
 def test_empty_folder_and_missing_mask_are_errors(tmp_path: Path) -> None:
     (tmp_path / "train" / "images").mkdir(parents=True)
     with pytest.raises(DataError, match="holds no images"):
@@ -73,6 +76,7 @@ def test_empty_folder_and_missing_mask_are_errors(tmp_path: Path) -> None:
         load_folder(str(tmp_path))
 
 
+@hostile("data", "RGB image for a 1-channel network", "refused naming the file and both fixes", "rgb.png has 3 channels but the network expects in_channels=1")
 def test_wrong_channel_count_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "rgb.png", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8))
     with pytest.raises(DataError, match=r"rgb.png has 3 channels but the network expects in_channels=1"):

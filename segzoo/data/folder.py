@@ -33,8 +33,13 @@ def _stem(path: Path) -> str:
     return path.name[: -len(_suffix(path))]
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """A 2D image as ``(C, H, W)`` in its stored dtype; the error names the file when it cannot be read."""
+def read_image(path: str | Path, mask: bool = False) -> np.ndarray:
+    """A 2D image as ``(C, H, W)`` in its stored dtype; the error names the file when it cannot be read.
+
+    Layout: ``(H, W)``; ``(H, W, C)`` when the last axis has at most 4 entries and the first more; else ``(C, H, W)``.
+    PNG/JPEG/BMP: alpha is dropped (RGBA -> RGB, LA -> L) and a palette image becomes gray, while a palette mask keeps
+    its indices (the class labels). TIFF and ITK channels are kept as stored.
+    """
     path = Path(path)
     suffix = _suffix(path)
     try:
@@ -42,7 +47,7 @@ def read_image(path: str | Path) -> np.ndarray:
             from PIL import Image
 
             with Image.open(path) as img:
-                array = np.asarray(img.convert("L") if img.mode in ("P", "1", "LA", "I;16") and img.mode != "I;16" else img)
+                array = np.asarray(_pil_mode(img, mask))
         elif suffix in TIFF_SUFFIXES:
             import tifffile
 
@@ -53,37 +58,62 @@ def read_image(path: str | Path) -> np.ndarray:
             array = np.asarray(itk.array_from_image(itk.imread(str(path))))
     except Exception as exc:  # noqa: BLE001 - every reader fails differently; the user needs the file name
         raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}. Check the file is a valid {suffix} image, or remove it.") from None
+    if array.size == 0:
+        raise DataError(f"{path} is empty (shape {array.shape}); remove it or export it again.")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise DataError(f"{path} holds {array.dtype} pixels; segzoo reads integer, float or boolean images. Convert it to a real-valued image.")
     array = np.squeeze(array)
     if array.ndim == 2:
         return array[None]
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (3, 4):
-        return np.moveaxis(array[..., :3], -1, 0)
     if array.ndim == 3:
-        return array
+        return np.moveaxis(array, -1, 0) if array.shape[-1] <= 4 < array.shape[0] else array
     raise DataError(f"{path} has shape {array.shape}; segzoo trains on 2D images (H, W) or (H, W, C). Extract 2D slices first.")
 
 
-def to_unit_range(image: np.ndarray) -> np.ndarray:
-    """Scale integer images by their dtype's maximum and float images by their own range, to float32 in [0, 1]."""
-    if np.issubdtype(image.dtype, np.integer):
-        return (image / np.iinfo(image.dtype).max).astype(np.float32)
+# PIL modes read through a conversion: alpha dropped, palette and 1-bit images as gray
+PIL_CONVERSIONS = {"P": "L", "PA": "L", "1": "L", "LA": "L", "RGBA": "RGB"}
+
+
+def _pil_mode(img: Any, mask: bool) -> Any:
+    """What :func:`read_image` keeps of a PIL image (see there)."""
+    if img.mode in PIL_CONVERSIONS and not (mask and img.mode == "P"):
+        return img.convert(PIL_CONVERSIONS[img.mode])
+    return img
+
+
+def to_unit_range(image: np.ndarray, path: str | Path = "image") -> np.ndarray:
+    """Float32 in [0, 1]: unsigned integers divided by their dtype's maximum (0-255, 0-65535), booleans as 0/1, signed
+    integers and floats by their own min-max (a constant image becomes 0). NaN or infinite pixels are refused, naming the file."""
+    if image.dtype == bool or np.issubdtype(image.dtype, np.unsignedinteger):
+        return (image / (1 if image.dtype == bool else np.iinfo(image.dtype).max)).astype(np.float32)
+    image = image.astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(image)))
+    if bad:
+        raise DataError(f"{path} has {bad} NaN or infinite pixels; fill them (e.g. numpy.nan_to_num) or mask them out before training.")
     lo, hi = float(image.min()), float(image.max())
     return ((image - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
 
 
 def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] | None) -> np.ndarray:
-    """Class-index map ``(1, H, W)``; values outside what ``mode``/``mapping`` allow are an error naming them."""
-    mask = mask[:1] if mask.shape[0] > 1 else mask
+    """Class-index map ``(1, H, W)``; values outside what ``mode``/``mapping`` allow are an error naming them.
+
+    A mask must hold whole numbers (NaN and fractions are refused); a multi-channel mask whose channels differ (a
+    colour mask) is refused, one whose channels agree (gray saved as RGB) is read as one channel.
+    """
+    if mask.shape[0] > 1 and not (mask == mask[:1]).all():
+        raise DataError(f"{path} is a colour mask ({mask.shape[0]} channels that differ); save masks as one channel of class values.")
+    mask = mask[:1]
+    if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
+        if not np.isfinite(mask).all() or (mask != np.round(mask)).any():
+            raise DataError(f"{path} holds NaN or fractional label values; a mask must hold whole class values (e.g. 0 and 1, or 0 and 255).")
+        mask = mask.astype(np.int64)
     values = np.unique(mask)
     if mapping:
         unknown = sorted(set(values.tolist()) - set(mapping))
         if unknown:
             raise DataError(f"{path} has label values {unknown} that the label mapping {mapping} does not map; add them to label_mapping.")
-        lut = np.zeros(int(values.max()) + 1, dtype=np.float32)
-        for gray, cls in mapping.items():
-            if gray < lut.size:
-                lut[gray] = cls
-        return lut[mask.astype(np.int64)]
+        grays = np.array(sorted(mapping))
+        return np.array([mapping[g] for g in grays], dtype=np.float32)[np.searchsorted(grays, mask)]
     if mode == "binary":
         if len(values) > 2 or (len(values) == 2 and values[0] != 0):
             raise DataError(
@@ -91,16 +121,30 @@ def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] |
                 "0 and one foreground value (such as 1 or 255). Save masks losslessly (PNG, not JPEG), or pass a label_mapping."
             )
         return (mask > 0).astype(np.float32)
+    if values[0] < 0:
+        raise DataError(f"{path} has negative label values {values[values < 0].tolist()[:5]}; class indices start at 0. Pass a label_mapping.")
     return mask.astype(np.float32)
+
+
+def _by_stem(paths: list[Path]) -> dict[str, Path]:
+    """Files by name without extension; two files of one stem (a.png and a.tif) are refused, since their outputs
+    (masks, per-image rows) would overwrite each other."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        other = found.setdefault(_stem(path), path)
+        if other != path:
+            raise DataError(f"{other} and {path} have the same name apart from the extension; rename or remove one of them.")
+    return found
 
 
 def load_images(image_dir: str, in_channels: int | None = None) -> list[dict[str, Any]]:
     """Every image of a folder (no masks), for inference: ``{"image", "name", "path"}`` items (predictions are written like ``path``)."""
     folder = Path(image_dir)
-    images = sorted(p for p in folder.iterdir() if _suffix(p) in SUFFIXES) if folder.is_dir() else []
+    images = _by_stem(sorted(p for p in folder.iterdir() if _suffix(p) in SUFFIXES)) if folder.is_dir() else {}
     if not images:
         raise DataError(f"{folder} holds no images ({', '.join(sorted(SUFFIXES))}); pass --input_dir with the images to segment.")
-    return [{"image": to_unit_range(_match_channels(read_image(p), in_channels, p)), "name": _stem(p), "path": str(p)} for p in images]
+    return [{"image": to_unit_range(_match_channels(read_image(p), in_channels, p), p), "name": stem, "path": str(p)}
+            for stem, p in images.items()]
 
 
 def _match_channels(image: np.ndarray, in_channels: int | None, path: Path) -> np.ndarray:
@@ -134,22 +178,22 @@ def load_folder(
     image_dir, label_dir = root / "images", root / "labels"
     if not image_dir.is_dir():
         raise DataError(f"{image_dir} does not exist; a dataset folder needs {split}/images/ and {split}/labels/ with masks of the same name.")
-    images = sorted(p for p in image_dir.iterdir() if _suffix(p) in SUFFIXES)
+    images = _by_stem(sorted(p for p in image_dir.iterdir() if _suffix(p) in SUFFIXES))
     if not images:
         raise DataError(f"{image_dir} holds no images ({', '.join(sorted(SUFFIXES))}); put the {split} images there.")
-    masks = {_stem(p): p for p in label_dir.iterdir() if _suffix(p) in SUFFIXES} if label_dir.is_dir() else {}
+    masks = _by_stem(sorted(p for p in label_dir.iterdir() if _suffix(p) in SUFFIXES)) if label_dir.is_dir() else {}
     items = []
-    for path in images:
-        mask_path = masks.get(_stem(path))
+    for stem, path in images.items():
+        mask_path = masks.get(stem)
         if mask_path is None:
             raise DataError(f"{path} has no mask: expected {label_dir / path.name} (same name, any supported extension).")
         image = read_image(path)
-        mask = read_image(mask_path)
+        mask = read_image(mask_path, mask=True)
         if image.shape[1:] != mask.shape[1:]:
             raise DataError(
                 f"{mask_path} is {mask.shape[1]}x{mask.shape[2]} but its image {path} is {image.shape[1]}x{image.shape[2]}; "
                 "masks must have the size of their image."
             )
         image = _match_channels(image, in_channels, path)
-        items.append({"image": to_unit_range(image), "label": to_labels(mask, mask_path, labels, label_mapping), "name": _stem(path)})
+        items.append({"image": to_unit_range(image, path), "label": to_labels(mask, mask_path, labels, label_mapping), "name": stem})
     return items

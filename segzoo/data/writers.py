@@ -7,6 +7,7 @@ stays TIFF; PNG, JPEG and BMP become PNG (lossless). Probability maps are float3
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +34,18 @@ def write_like(array: np.ndarray, path: str | Path, source: str | Path | None) -
     suffix = output_suffix(source, floating)
     out = Path(f"{path}{suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(".partial-" + out.name)  # same suffix, so each writer picks the format; renamed when complete
     if suffix == PNG:
         from PIL import Image
 
-        Image.fromarray(array).save(out)
+        Image.fromarray(array).save(partial)
     elif suffix in TIFF_SUFFIXES:
         import tifffile
 
-        tifffile.imwrite(out, array)
+        tifffile.imwrite(partial, array)
     else:
-        _write_itk(array, out, Path(source))
+        _write_itk(array, partial, Path(source))
+    os.replace(partial, out)
     return out
 
 

@@ -6,7 +6,7 @@ nothing here knows a paper.
 """
 
 from segzoo.engine.bundle import Bundle, BundleContractError
-from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
+from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
 from segzoo.engine.metrics import check_metrics, key_metric, metric_handlers, other_metrics
 from segzoo.engine.mlflow_dataset import evaluation_context
@@ -23,10 +23,14 @@ from segzoo.engine.runs import (
     shared_run_name,
     train_loader_class,
 )
-from segzoo.engine.store import latest_checkpoint
+from segzoo.engine.store import output_dir, run_checkpoint
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
+from segzoo.errors import install_excepthook
 from segzoo.overrides import as_flag, is_none
+
+# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`.
+install_excepthook()
 
 __all__ = [
     "Bundle",
@@ -52,7 +56,6 @@ __all__ = [
     "inference_items",
     "is_none",
     "key_metric",
-    "latest_checkpoint",
     "load_checkpoint",
     "load_items",
     "metric_handlers",
@@ -62,6 +65,7 @@ __all__ = [
     "predict",
     "prepare_network",
     "probabilities",
+    "run_checkpoint",
     "run_name",
     "set_determinism",
     "shared_run_name",

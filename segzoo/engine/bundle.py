@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segzoo.engine.validation import ConfigError, unknown_override
+from segzoo.engine.validation import ConfigError, check_override_values, unknown_override
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow
@@ -39,7 +39,7 @@ PROPERTIES: dict[str, dict[str, str]] = {
         "dataset_dir": "folder of image/mask pairs, or null for the bundle's synthetic data",
         "runs_dir": "parent folder of the run folders",
         "run_name": "the run folder's and the MLflow run's name",
-        "resume": "continue the newest interrupted run under runs_dir",
+        "resume": "null for a new run; true for the newest run if unfinished, or an unfinished run folder or name",
         "network_def": "the network as built by the registry (before device and wrappers)",
         "train#trainer": "the training engine",
         "validate#evaluator": "the validation engine; its metrics are the validation metrics (val_<name>)",
@@ -96,15 +96,14 @@ class Bundle:
         return [str(path) for path in files]
 
     def read(self, workflow: str, overrides: Mapping[str, Any] | None = None, extra_configs: Sequence[str | Path] = ()) -> ConfigParser:
-        """The workflow's merged config with ``overrides`` applied, unparsed; contract and override keys checked."""
+        """The workflow's merged config with ``overrides`` applied, unparsed; the contract, and each override's key and
+        type (against the config's own value), checked."""
         from monai.bundle import ConfigParser
 
         files = self.files(workflow, extra_configs)
         parser = ConfigParser(ConfigParser.load_config_files(files))
         self.check(workflow, parser, files)
-        problems = [p for p in (unknown_override(key, parser.get()) for key in overrides or {}) if p]
-        if problems:
-            raise ConfigError("unknown override(s) for " + ", ".join(files) + ":\n  " + "\n  ".join(problems))
+        check_override_values(dict(overrides or {}), parser.get(), files)
         parser.update(dict(overrides or {}))
         return parser
 

@@ -1,8 +1,14 @@
-"""Resumable training: the last good state is always on disk, and a non-finite loss stops cleanly.
+"""Resumable training: one consistent state on disk after every epoch, and a non-finite loss stops cleanly.
 
-``last.pt`` holds the network, the optimizer and the trainer's progress; it is
-written atomically at the end of every epoch, so a crash or SIGKILL loses at most
-the epoch in progress. ``--resume true`` picks the newest run that has one.
+``last.pt`` holds everything a resumed run needs to continue exactly as an uninterrupted one would: the
+network, the optimizer, the trainer's progress, the validator's best score and the state of its handlers
+(the best-model saver, early stopping). It is written atomically at the end of every epoch, so a crash or
+SIGKILL loses at most the epoch in progress; ``history.json`` and MLflow are brought back in line with it
+on resume (see :class:`segzoo.engine.MLflowTracker`). Every epoch's random draws (shuffling, augmentation)
+are seeded from ``seed`` and the epoch number, so a resumed epoch is the epoch an uninterrupted run trains.
+
+A resume names its run (:mod:`segzoo.engine.store`); ``epochs`` and ``learning_rate`` may change on resume
+and are applied (and said), any other changed setting is refused.
 
 The write (about 0.1 s for a 30 MB network with its Adam state) runs in a
 background thread on a snapshot of the state, so the next epoch does not wait
@@ -12,34 +18,37 @@ at the end.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import random
 import threading
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
+from segzoo.engine.faults import fault_point
+from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, resume_requested
 from segzoo.engine.runs import unwrap
-from segzoo.engine.store import LAST, latest_run
-from segzoo.overrides import as_flag
+from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
+
+# How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
+RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
+                          "amp", "amp_dtype", "channels_last", "compile", "deterministic", "epochs", "learning_rate", "_meta_"})
 
 
 class NonFiniteLossError(SegzooError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def output_dir(runs_dir: str, run_name: str, resume: bool = False) -> str:
-    """A new ``runs_dir/run_name``, or with ``resume`` the newest run under ``runs_dir`` that left a ``last.pt``."""
-    if as_flag(resume, "resume"):
-        interrupted = latest_run(runs_dir, LAST)
-        if interrupted is None:
-            raise SegzooError(f"--resume true: no interrupted run to resume under {runs_dir}/*/{LAST}; start a new training without --resume")
-        return str(interrupted)
-    return str(Path(runs_dir) / run_name)
+class ResumeWarning(UserWarning):
+    """What a resume continues from and which changed settings it applied."""
 
 
 def snapshot(state: Any) -> Any:
@@ -53,45 +62,153 @@ def snapshot(state: Any) -> Any:
     return state
 
 
-class LastCheckpoint:
-    """Saves ``last.pt`` every epoch; with ``resume``, loads it into network, optimizer and trainer when attached."""
+def stateful(handler: Any) -> Any:
+    """The object holding ``handler``'s resumable state (MONAI wraps Ignite's ``Checkpoint``/``EarlyStopping``), or None."""
+    for inner in ("_key_metric_checkpoint", "_handler"):
+        if getattr(handler, inner, None) is not None:
+            handler = getattr(handler, inner)
+    return handler if hasattr(handler, "state_dict") and hasattr(handler, "load_state_dict") else None
 
-    def __init__(self, output_dir: str, network: torch.nn.Module, optimizer: torch.optim.Optimizer, resume: bool = False) -> None:
+
+def seed_epoch(engine: Engine, seed: int) -> None:
+    """Seed every random draw of one epoch from ``seed`` and the epoch: global RNGs, the loader's shuffling and the
+    dataset's random transforms. Epoch N then draws the same numbers whether or not the run was resumed before it."""
+    epoch_seed = (seed * 100_003 + engine.state.epoch) % 2**32
+    torch.manual_seed(epoch_seed)
+    np.random.seed(epoch_seed)
+    random.seed(epoch_seed)
+    loader = getattr(engine, "data_loader", None)
+    for source in (loader, getattr(loader, "sampler", None)):
+        if isinstance(getattr(source, "generator", None), torch.Generator):
+            source.generator.manual_seed(epoch_seed)
+    transform = getattr(getattr(loader, "dataset", None), "transform", None)
+    if hasattr(transform, "set_random_state"):
+        transform.set_random_state(seed=epoch_seed)
+
+
+def run_settings(config: dict[str, Any] | None) -> dict[str, str]:
+    """What a run trains: its config's top-level values except :data:`RUNTIME_KEYS`, as JSON text to compare."""
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in (config or {}).items() if k not in RUNTIME_KEYS}
+
+
+class LastCheckpoint:
+    """Saves ``last.pt`` every epoch; with ``resume``, restores it into network, optimizer, trainer and validator when attached.
+
+    Args:
+        seed: seed every epoch's random draws from it (see :func:`seed_epoch`); None leaves them alone.
+        evaluator: the validator, whose best score is saved and restored.
+        keep: validation handlers whose state is saved and restored (the best-model saver, early stopping).
+    """
+
+    def __init__(self, output_dir: str, network: torch.nn.Module, optimizer: torch.optim.Optimizer, resume: bool | str | None = None,
+                 seed: int | None = None, evaluator: Engine | None = None, keep: Sequence[Any] = ()) -> None:
         self.path = Path(output_dir) / LAST
         self.network = network
         self.optimizer = optimizer
-        self.resume = as_flag(resume, "resume")
+        self.resume = resume_requested(resume)
+        self.seed = seed
+        self.evaluator = evaluator
+        self.keep = list(keep or [])
+        self._restored_keep: list[Any] | None = None
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
 
     def attach(self, engine: Engine) -> None:
         if self.resume and self.path.exists():
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            unwrap(self.network).load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            engine.load_state_dict(state["trainer"])
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+            self._restore(engine)
+        elif int(os.environ.get("RANK", "0")) == 0:
+            from segzoo.engine.tracking import current_bundle_config
+
+            atomic_write_json(self.path.parent / SETTINGS_FILE, run_settings(current_bundle_config()), indent=1)
+        engine.add_event_handler(Events.STARTED, self._started)
+        if self.seed is not None:
+            engine.add_event_handler(Events.EPOCH_STARTED, seed_epoch, int(self.seed))
         # Attached before StopOnNonFiniteLoss, so a NaN stop finds the previous epoch's file complete.
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: self.wait())
-        engine.add_event_handler(Events.COMPLETED, lambda _: self.wait())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+        engine.add_event_handler(Events.COMPLETED, self.finish)
+
+    def _restore(self, engine: Engine) -> None:
+        from segzoo.engine.tracking import current_bundle_config
+
+        run = self.path.parent
+        self._check_settings(run, current_bundle_config())
+        epochs, rates = engine.state.max_epochs, [group["lr"] for group in self.optimizer.param_groups]
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        unwrap(self.network).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        engine.load_state_dict(state["trainer"])
+        done, changes = engine.state.epoch, []
+        if epochs is not None and epochs != engine.state.max_epochs:
+            if epochs <= done:
+                raise SegzooError(f"--resume: {run} has trained {done} epochs already; pass --epochs above {done} to train on")
+            changes.append(f"epochs {engine.state.max_epochs} -> {epochs}")
+            engine.state.max_epochs = epochs
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            if group["lr"] != rate:
+                changes.append(f"learning_rate {group['lr']} -> {rate}")
+                group["lr"] = rate
+        if self.evaluator is not None and state.get("evaluator") is not None:
+            self.evaluator.state.best_metric, self.evaluator.state.best_metric_epoch = state["evaluator"]
+        self._restored_keep = state.get("keep", [])
+        applied = f"; applied: {', '.join(dict.fromkeys(changes))}" if changes else ""
+        warnings.warn(f"resuming {run} after epoch {done} of {engine.state.max_epochs}{applied}", ResumeWarning, stacklevel=2)
+
+    def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
+        """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""
+        saved_path = run / SETTINGS_FILE
+        if config is None or not saved_path.exists():
+            return
+        saved = read_json(saved_path, "the settings the run was started with", "Delete it to resume without this check.")
+        now = run_settings(config)
+        changed = [f"{k}: {saved.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        if changed:
+            raise SegzooError(
+                f"--resume {run}: the run was trained with other settings ({'; '.join(changed)}). Only epochs and learning_rate "
+                "may change on resume: resume with the run's settings, or start a new training without --resume"
+            )
+
+    def _started(self, engine: Engine) -> None:
+        """Restore the validation handlers (they are ready only now), and save each epoch after every other handler has
+        recorded it (history, MLflow), so an epoch is either wholly in ``last.pt`` and the records, or trained again."""
+        for handler, state in zip(self.keep, self._restored_keep or []):
+            if state is not None and stateful(handler) is not None:
+                stateful(handler).load_state_dict(state)
+        self._restored_keep = None
+        if not engine.has_event_handler(self.save, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def _iteration_completed(self, engine: Engine) -> None:
+        self.wait()
+        fault_point("iteration", engine.state.iteration)
 
     def save(self, engine: Engine) -> None:
         if int(os.environ.get("RANK", "0")) != 0:
             return
         self.wait()
-        state = snapshot({"model": unwrap(self.network).state_dict(), "optimizer": self.optimizer.state_dict(), "trainer": engine.state_dict()})
+        evaluator = self.evaluator.state if self.evaluator is not None else None
+        state = snapshot({
+            "model": unwrap(self.network).state_dict(), "optimizer": self.optimizer.state_dict(), "trainer": engine.state_dict(),
+            "evaluator": (evaluator.best_metric, evaluator.best_metric_epoch) if evaluator is not None else None,
+            "keep": [stateful(h).state_dict() if stateful(h) is not None else None for h in self.keep],
+        })
         # Not a daemon: an interpreter that exits (even on an exception) finishes the file first.
-        self._writer = threading.Thread(target=self._write, args=(state,), name="segzoo-last-checkpoint")
+        self._writer = threading.Thread(target=self._write, args=(state, engine.state.epoch), name="segzoo-last-checkpoint")
         self._writer.start()
 
-    def _write(self, state: dict[str, Any]) -> None:
+    def _write(self, state: dict[str, Any], epoch: int) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
+            with atomic_open(self.path, "wb") as handle:
+                torch.save(state, handle)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the training thread by wait()
             self._error = exc
+            return
+        fault_point("after_checkpoint", epoch)
+
+    def finish(self, engine: Engine) -> None:
+        """The training ended (all epochs, or an early stop): the run is finished and is never resumed."""
+        self.wait()
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_text(self.path.parent / FINISHED, f"{engine.state.epoch}\n")
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk; raise its error in the training thread."""
@@ -103,7 +220,7 @@ class LastCheckpoint:
             error, self._error = self._error, None
             raise SegzooError(
                 f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}. Free disk space or make "
-                f"{self.path.parent} writable, then continue with --resume true (the previous last.pt is intact)"
+                f"{self.path.parent} writable, then continue with --resume {self.path.parent} (the previous last.pt is intact)"
             ) from error
 
 
@@ -122,6 +239,12 @@ class StopOnNonFiniteLoss:
             epoch_iteration = (engine.state.iteration - 1) % engine.state.epoch_length + 1
             raise NonFiniteLossError(
                 f"training loss became {loss} at epoch {engine.state.epoch}, iteration {epoch_iteration} "
-                f"(global {engine.state.iteration}). The last good checkpoint is {Path(self.output_dir) / LAST}. "
-                "Lower the learning rate, check the data for NaNs, or disable amp; resume with --resume true."
+                f"(global {engine.state.iteration}). {self._advice(engine)}"
             )
+
+    def _advice(self, engine: Engine) -> str:
+        fixes = "Lower the learning rate, check the data for NaNs, or disable amp"
+        if engine.state.epoch <= 1 or not (Path(self.output_dir) / LAST).exists():
+            return f"No epoch completed, so there is nothing to resume: {fixes}, then start a new training (without --resume)."
+        return (f"The last good checkpoint is {Path(self.output_dir) / LAST} (epoch {engine.state.epoch - 1}). {fixes}; "
+                f"continue this run with --resume {self.output_dir}")

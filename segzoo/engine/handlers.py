@@ -13,6 +13,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import from_engine
 
+from segzoo.files import atomic_open
+
 
 class ProgressBar:
     """A tqdm bar per epoch (``Epoch [3/50]``) showing the running loss when the engine has one."""
@@ -44,12 +46,12 @@ class MetricsCSVWriter:
     def write(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         details = {m: torch.as_tensor(engine.state.metric_details[m]).flatten().tolist() for m in self.metric_names}
-        with open(self.output_dir / "per_image.csv", "w", newline="") as f:
+        with atomic_open(self.output_dir / "per_image.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["image", *self.metric_names])
             for i, name in enumerate(self.names):
                 writer.writerow([name, *(f"{details[m][i]:.6f}" for m in self.metric_names)])
-        with open(self.output_dir / "summary.csv", "w", newline="") as f:
+        with atomic_open(self.output_dir / "summary.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["metric", "mean", "images"])
             for m in self.metric_names:

@@ -7,13 +7,16 @@ store's artifacts beside it and logs parameters in the same flat form.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
+from segzoo.engine.liveness import close_stale_runs, owner_tags
 from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
 from segzoo.registry import SegzooError
 
@@ -63,27 +66,74 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
 
     A new run carries MLflow's source, user and git tags (``source``, e.g. the bundle folder, as its source name),
     segzoo's and the plugins' versions, and ``description`` (see :mod:`segzoo.engine.run_metadata`).
-
-    Raises :class:`TrackingUnavailableError` naming the URI when the store cannot be reached.
+    A ``run_id`` the store does not hold (the tracking store changed since) gets a new run instead, with a warning.
+    Runs of this host whose process died are closed first (:func:`~segzoo.engine.liveness.close_stale_runs`); every run
+    is tagged with its host and process. Raises :class:`TrackingUnavailableError` naming the URI when the store cannot
+    be reached.
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or mlflow.get_tracking_uri()
     try:
         check_reachable(uri)
-        client = MlflowClient(tracking_uri=uri)
-        if run_id is not None:
-            client.update_run(run_id, status="RUNNING")
-            return client, run_id
-        experiment_id = get_or_create_experiment(client, experiment)
-        tags = run_tags(source, description) | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
-        return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        client, experiment_id = open_experiment(uri, experiment)
+        if run_id is not None and not _has_run(client, run_id):
+            warnings.warn(f"MLflow run {run_id} is not in the tracking store {uri} (the store changed?); a new run is opened",
+                          RuntimeWarning, stacklevel=2)
+            run_id = None
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         raise TrackingUnavailableError(
             f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
             "fix MLFLOW_TRACKING_URI (or --tracking_uri), or unset it to log to the local store; nothing was trained."
         ) from None
+    try:
+        close_stale_runs(client, experiment_id)
+    except Exception as exc:  # noqa: BLE001 - tidying other runs must never stop this one
+        warnings.warn(f"could not check {uri} for runs left RUNNING: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+        for key, value in owner_tags().items():
+            client.set_tag(run_id, key, value)
+        return client, run_id
+    tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+    return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def _has_run(client: Any, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+def open_experiment(uri: str, name: str) -> tuple[Any, str]:
+    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
+
+    Several runs starting at once on a new SQLite store would race to create its tables (MLflow's migrations fail
+    with "database is locked" or "duplicate column") and the experiment; a lock file beside the database lets one
+    process at a time open it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        return client, get_or_create_experiment(client, name)
+
+
+def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
+    """An inter-process lock for a SQLite store (``<db>.lock`` beside it); no lock for other stores, which serve many clients."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    database = Path(uri[len("sqlite:///") :]).resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(database) + ".lock", timeout=600)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:

@@ -34,8 +34,10 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and ge
     open_run,
     param_batches,
 )
+from segzoo.engine.faults import fault_point
+from segzoo.engine.liveness import raise_on_sigterm
 from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
-from segzoo.overrides import as_flag
+from segzoo.engine.store import resume_requested
 
 
 def current_bundle_workflow() -> Any | None:
@@ -118,7 +120,7 @@ class MLflowTracker:
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.extra_params = extra_params or {}
-        self.resume = as_flag(resume, "resume")
+        self.resume = resume_requested(resume)
         self.register_as = register_as
         self.uri = tracking_uri or ""
         self.client: Any = None
@@ -130,7 +132,9 @@ class MLflowTracker:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.run_id: str | None = None
         self._epoch_losses: list[float] = []
+        self._logged: dict[str, set[int]] = {}
         self._warned = False
+        self._restore_sigterm: Callable[[], None] = lambda: None
 
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -163,7 +167,11 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
-        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`."""
+        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`.
+
+        Resuming, the history is cut back to the epochs ``last.pt`` holds, and steps MLflow already has are not logged
+        again; a run the store no longer has (the store changed) is replaced by a new one holding the history so far.
+        """
         resume_id = store.read_run_id(self.output_dir) if self.resume else None
         config = self.config or {}
         dataset, source = dataset_origin(config.get("dataset_dir"), config.get("synthetic"))
@@ -171,12 +179,18 @@ class MLflowTracker:
         self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id,
                                             source=self.bundle_dir, description=describe(config, dataset, evaluated))
         self.uri = self.client.tracking_uri
+        self._restore_sigterm = raise_on_sigterm()
         store.write_run_info(self.output_dir, self.components)
-        if resume_id:
-            self.history = store.read_history(self.output_dir)
+        if self.resume:
+            self._load_history(upto=engine.state.epoch)
+        if resume_id is not None and resume_id == self.run_id:
+            self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
         store.write_run_id(self.output_dir, self.run_id)
         self._safe("logging the datasets", log_datasets, self.client, self.run_id, self.datasets, dataset, source)
+        for name, points in self.history.items():
+            for step, value in points:
+                self._log_metrics({name: value}, step)
         params: dict[str, str] = {"output_dir": str(self.output_dir)}
         for role, described in self.components.items():
             params[role] = described["name"]
@@ -211,13 +225,20 @@ class MLflowTracker:
             self._record("train_loss", engine.state.epoch, value)
             self._log_metrics({"train_loss": value}, engine.state.epoch)
             self._epoch_losses.clear()
+        fault_point("after_epoch", engine.state.epoch)
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log one step; a step MLflow already has (logged before a kill, then trained again on resume) is not logged twice."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, step) for k, v in metrics.items()]
-        self._safe("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+        batch = [Metric(k, v, now, step) for k, v in metrics.items() if step not in self._logged.get(k, ())]
+        if batch:
+            self._safe("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+
+    def _logged_steps(self) -> dict[str, set[int]]:
+        run = self.client.get_run(self.run_id)
+        return {key: {m.step for m in self.client.get_metric_history(self.run_id, key)} for key in run.data.metrics}
 
     def _log_validation(self, evaluator: Engine) -> None:
         step = self.engine.state.epoch
@@ -225,9 +246,16 @@ class MLflowTracker:
         for k, v in metrics.items():
             self._record(k, step, v)
         self._log_metrics(metrics, step)
+        fault_point("after_validation", step)
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
+        store.write_history(self.output_dir, self.history)
+
+    def _load_history(self, upto: int) -> None:
+        """The history of the epochs ``last.pt`` holds: a step recorded after it (the kill came before its checkpoint) is
+        dropped here and recorded again when that epoch is trained again."""
+        self.history = {name: [p for p in points if p[0] <= upto] for name, points in store.read_history(self.output_dir).items()}
         store.write_history(self.output_dir, self.history)
 
     def _log_artifacts(self) -> None:
@@ -250,6 +278,7 @@ class MLflowTracker:
         from segzoo.export.mlflow_model import log_trained_model
 
         self._stop_system_metrics()
+        self._restore_sigterm()
         self._log_artifacts()
         self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
@@ -258,7 +287,9 @@ class MLflowTracker:
             print(f"MLflow run {self.run_name}: {link}")
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
-        """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed, then re-raise."""
+        """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed (KILLED on Ctrl-C or
+        SIGTERM), then re-raise."""
+        self._restore_sigterm()
         if self.run_id is not None:
             self._stop_system_metrics()
             self._log_artifacts()

@@ -7,12 +7,15 @@ first, naming the key, the config file and the closest valid names.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import difflib
+import json
 import sys
 from typing import Any, Sequence
 
 import segzoo
-from segzoo.overrides import is_none
+from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
 from segzoo.registry import SegzooError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
@@ -25,13 +28,30 @@ class ConfigError(SegzooError, ValueError):
 
 def cli_overrides(argv: Sequence[str]) -> list[str]:
     """The ``--key`` names of a ``monai.bundle run`` command line (``--key value`` or ``--key=value``)."""
-    keys = []
-    for arg in argv:
+    return list(cli_override_values(argv))
+
+
+def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
+    """``--key value`` / ``--key=value`` overrides of a command line, each value read by :func:`parse_value`."""
+    found: dict[str, Any] = {}
+    for i, arg in enumerate(argv):
         if arg.startswith("--") and len(arg) > 2:
-            key = arg[2:].split("=", 1)[0]
+            key, sep, text = arg[2:].partition("=")
             if key not in RUNNER_ARGS:
-                keys.append(key)
-    return keys
+                found[key] = parse_value(text if sep else argv[i + 1] if i + 1 < len(argv) else "true")
+    return found
+
+
+def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
+    """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
+    from monai.bundle import ConfigParser
+
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--args_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--args_file=") else None
+        if path is not None:
+            values = ConfigParser.load_config_file(path)
+            return {k: v for k, v in values.items() if k not in RUNNER_ARGS}
+    return {}
 
 
 def _config_files(argv: Sequence[str]) -> list[str]:
@@ -66,21 +86,86 @@ def unknown_override(key: str, config: dict[str, Any]) -> str | None:
     return None
 
 
+def _at(config: Any, key: str) -> Any:
+    for part in key.split("#"):
+        config = config[int(part)] if isinstance(config, list) else config[part]
+    return config
+
+
+def _is_expression(value: Any) -> bool:
+    """A MONAI expression (``$...``), reference (``@...``) or macro (``%...``): its type is known only once evaluated."""
+    return isinstance(value, str) and value.startswith(("$", "@", "%"))
+
+
+def wrong_type(key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` at ``key`` (None if it can): the default's type is the key's type, and a
+    number that defaults to zero or more cannot be negative. Expressions and keys that default to null are free."""
+    if _is_expression(value) or _is_expression(default) or default is None:
+        return None
+    expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list such as [1, 2]",
+                dict: "a dict such as {'a': 1}"}.get(type(default))
+    if isinstance(default, bool):
+        ok = isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = expected is None or isinstance(value, type(default))
+    if not ok:
+        return f"--{key} {value!r}: expects {expected} like its default {default!r}, got {type(value).__name__}. Pass e.g. --{key} {json_like(default)}"
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and default >= 0 and value < 0:
+        return f"--{key} {value!r}: cannot be negative (its default is {default!r}). Pass a value of 0 or more."
+    return None
+
+
+def json_like(value: Any) -> str:
+    """How a value is written after ``--key`` on a command line."""
+    return "true" if value is True else "false" if value is False else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def check_override_values(overrides: dict[str, Any], config: dict[str, Any], files: Sequence[str] = ()) -> None:
+    """Refuse overrides that name no key of ``config`` (typos would train with the defaults) or give a value of another
+    type than the key's default; each problem names the key, the value and the fix, all in one error."""
+    problems = []
+    for key, value in overrides.items():
+        problem = unknown_override(key, config)
+        if problem is None:
+            try:
+                default = _at(config, key)
+            except (KeyError, IndexError, TypeError):  # under an open dict such as arch_params: no default to compare with
+                continue
+            problem = wrong_type(key, value, default)
+        if problem:
+            problems.append(problem)
+    if problems:
+        where = f" of {', '.join(files)}" if files else ""
+        raise ConfigError(
+            f"invalid override(s){where} (MONAI would fail later on a wrong type, and add an unknown key silently and train "
+            "with the defaults; the bundle's docs/README.md lists every key):\n  " + "\n  ".join(problems)
+        )
+
+
 def check_overrides(argv: Sequence[str] | None = None) -> None:
-    """Refuse ``monai.bundle run`` overrides that name no key of the config files (typos train with defaults)."""
+    """Check the overrides of a ``monai.bundle run`` command line (see :func:`check_override_values`); the values are
+    read from the running workflow's config, as MONAI parsed them."""
     from monai.bundle import ConfigParser
+
+    from segzoo.engine.tracking import current_bundle_config
 
     argv = list(sys.argv if argv is None else argv)
     files = _config_files(argv)
     if not files:
         return
     config = ConfigParser.load_config_files(files)
-    problems = [p for p in (unknown_override(k, config) for k in cli_overrides(argv)) if p]
-    if problems:
-        raise ConfigError(
-            "unknown override(s) for " + ", ".join(files) + ":\n  " + "\n  ".join(problems)
-            + "\nMONAI would add these keys silently and train with the defaults; fix the names (see the bundle's docs/README.md)."
-        )
+    running = current_bundle_config()
+    overrides = {**args_file_values(argv), **cli_override_values(argv)}
+    for key in overrides if running is not None else ():
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            overrides[key] = _at(running, key)  # as MONAI parsed it
+    check_override_values(overrides, config, files)
 
 
 def check_components(components: dict[str, tuple[str, str | list[str] | None]]) -> None:
