@@ -86,3 +86,10 @@ def test_ce_accepts_monai_label_maps() -> None:
     logits = torch.randn(2, 3, 4, 4)
     labels = torch.randint(0, 3, (2, 1, 4, 4)).float()
     assert loss(logits, labels) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels[:, 0].long())))
+
+
+def test_outputs_mean_averages_the_loss_over_deep_supervision_heads() -> None:
+    loss, bce = segzoo.build("loss", "outputs_mean", loss="bce"), segzoo.build("loss", "bce")
+    good, bad = TRUE * 20 - 10, 10 - TRUE * 20
+    assert loss([good, bad], TRUE) == pytest.approx(float((bce(good, TRUE) + bce(bad, TRUE)) / 2))
+    assert loss(good, TRUE) == pytest.approx(float(bce(good, TRUE)))  # one tensor (evaluation): the plain loss
