@@ -169,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_new_plugin)
 
     # commands that run bundles live in their own modules
-    from segzoo import compare, tune
+    from segzoo import compare, reproduce, tune
 
     compare.register(sub)
+    reproduce.register(sub)
     tune.register(sub)
     return parser
 
