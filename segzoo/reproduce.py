@@ -12,6 +12,7 @@ filled in. Results go to ``reproduce.md`` and ``reproduce.csv`` (see :mod:`segzo
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -175,7 +176,7 @@ def run_workflow(configs: list[Path], overrides: dict[str, Any]) -> Any:
     if missing:
         raise SegzooError(f"table config file(s) not found: {', '.join(missing)}")
     workflow = ConfigWorkflow(config_file=[str(c) for c in configs], workflow_type=None)
-    workflow.parser.update(overrides)
+    workflow.parser.update(copy.deepcopy(overrides))  # the parser merges into nested dicts: keep the table's own intact
     workflow.initialize()
     workflow.run()
     return workflow
