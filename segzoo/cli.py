@@ -1,8 +1,9 @@
-"""The ``segzoo`` command: list, inspect and measure registered components."""
+"""The ``segzoo`` command: list, inspect and measure registered components; run bundles (compare, tune)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from typing import Any, Sequence
@@ -128,23 +129,20 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segzoo", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"segzoo {segzoo.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="list registered components")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the commands that inspect the registry: list, info, complexity, table3, plugins, new-plugin."""
+    p = subparsers.add_parser("list", help="list registered components")
     p.add_argument("--kind", choices=KINDS)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="parameter schema of one component, with defaults")
+    p = subparsers.add_parser("info", help="parameter schema of one component, with defaults")
     p.add_argument("kind", choices=KINDS)
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("complexity", help="parameters (M) and GMac of an architecture under the pinned counting rule")
+    p = subparsers.add_parser("complexity", help="parameters (M) and GMac of an architecture under the pinned counting rule")
     p.add_argument("name")
     p.add_argument("--preset")
     p.add_argument("--in-channels", type=int, default=3)
@@ -153,27 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complexity)
 
-    p = sub.add_parser("table3", help="parameters and GMac of every paper preset beside the published figures")
+    p = subparsers.add_parser("table3", help="parameters and GMac of every paper preset beside the published figures")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_table3)
 
-    p = sub.add_parser("plugins", help="installed plugins with their components, and those that failed to load with the reason")
+    p = subparsers.add_parser("plugins", help="installed plugins with their components, and those that failed to load with the reason")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("new-plugin", help="scaffold a plugin package (entry point, component, params, tests) that passes its tests")
+    p = subparsers.add_parser("new-plugin", help="scaffold a plugin package (entry point, component, params, tests) that passes its tests")
     p.add_argument("name", help="component and entry-point name, a lowercase identifier; the package is segzoo-NAME")
     p.add_argument("--dir", default=".", help="folder to create segzoo-NAME in (default: the current one)")
     p.add_argument("--kind", default="architecture", choices=SCAFFOLD_KINDS)
     p.set_defaults(func=cmd_new_plugin)
 
-    # commands that run bundles live in their own modules
-    from segzoo import compare, reproduce, tune
 
-    compare.register(sub)
-    reproduce.register(sub)
-    tune.register(sub)
+# Every module whose ``register(subparsers)`` adds ``segzoo`` subcommands; a new command adds its module here.
+COMMAND_MODULES = ("segzoo.cli", "segzoo.compare", "segzoo.reproduce", "segzoo.tune")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segzoo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"segzoo {segzoo.__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

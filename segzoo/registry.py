@@ -15,6 +15,9 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from segzoo.errors import SegzooError
+from segzoo.overrides import is_none
+
 KINDS: tuple[str, ...] = ("architecture", "block", "train_hook", "loss", "fusion", "metric", "dataset", "backbone")
 
 
@@ -22,10 +25,6 @@ class Params(BaseModel):
     """Base class of every component's parameter model: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
-
-
-class SegzooError(Exception):
-    """Base class of the errors a user can fix by changing a config or an install."""
 
 
 class UnknownKindError(SegzooError, KeyError):
@@ -69,9 +68,7 @@ class Component:
     def validate(self, preset: str | None = None, **params: Any) -> Params:
         """Merge ``preset`` (if any) under ``params`` and validate them with the component's model."""
         merged: dict[str, Any] = {}
-        if isinstance(preset, str) and preset.lower() in ("", "none", "null"):
-            preset = None  # what a command line can say for "no preset"
-        if preset is not None:
+        if not is_none(preset):  # a command line says "no preset" as none
             if preset not in self.presets:
                 raise UnknownPresetError(
                     f"{self.kind} '{self.name}' has no preset '{preset}'; "

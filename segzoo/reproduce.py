@@ -23,8 +23,10 @@ from typing import Any
 import torch
 
 import segzoo
-from segzoo.compare import parse_override
-from segzoo.registry import SegzooError
+from segzoo.engine import bundle as bundles
+from segzoo.engine import store
+from segzoo.errors import SegzooError
+from segzoo.overrides import parse_override
 from segzoo.reproduce_report import write_report
 from segzoo.tables import Row, Table, get_table, tables
 
@@ -81,10 +83,7 @@ def hardware() -> str:
 def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
               overrides: dict[str, Any], tracking_uri: str | None = None) -> Path:
     """Run ``rows`` of ``table`` not yet finished in ``output``, then write and log the report; returns the markdown path."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from segzoo.engine.tracking import get_or_create_experiment
+    from segzoo.engine.mlflow_runs import log_params, open_run
 
     if dataset_dir is None and table.kind == "train":
         print(f"WARNING: no --dataset_dir: {table.name} runs on the bundle's synthetic data; the numbers are NOT comparable "
@@ -92,14 +91,11 @@ def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | No
     settings = {"table": table.name, "dataset_dir": dataset_dir and str(Path(dataset_dir).resolve()), "dataset": dataset,
                 "epochs": epochs, "overrides": overrides}
     state = _load_state(output, settings)
-    client = MlflowClient(tracking_uri=tracking_uri or mlflow.get_tracking_uri())
+    client, parent = open_run(tracking_uri, "reproduce", f"reproduce-{table.name}", run_id=state.get("parent_run_id"))
     if "parent_run_id" not in state:
-        experiment = get_or_create_experiment(client, "reproduce")
-        state["parent_run_id"] = client.create_run(experiment, run_name=f"reproduce-{table.name}").info.run_id
-        client.log_batch(state["parent_run_id"], params=[mlflow.entities.Param(k, str(v)[:500]) for k, v in settings.items()])
+        state["parent_run_id"] = parent
         _save_state(output, state)
-    parent = state["parent_run_id"]
-    client.update_run(parent, status="RUNNING")
+        log_params(client, parent, {k: json.dumps(v) for k, v in settings.items()})
     try:
         for row in rows:
             entry = state["rows"].setdefault(row.name, {})
@@ -132,62 +128,47 @@ def _complexity(table: Table, row: Row, output: Path, dataset_dir: str | None, d
     channels, *size = table.input_shape
     counts = measure(segzoo.build("architecture", arch, preset, in_channels=channels, out_channels=1, **params), channels, tuple(size))
     result = {"params_m": counts.params_m, "gmac": counts.gmac, "epochs": None}
-    run = client.create_run(client.get_run(parent).info.experiment_id, run_name=row.name, tags={"mlflow.parentRunId": parent})
+    from segzoo.engine.mlflow_runs import open_run
+
+    _, child = open_run(client.tracking_uri, "reproduce", row.name, parent_run_id=parent)
     for key in ("params_m", "gmac"):
-        client.log_metric(run.info.run_id, key, result[key])
-    client.set_terminated(run.info.run_id, "FINISHED")
+        client.log_metric(child, key, result[key])
+    client.set_terminated(child, "FINISHED")
     return result
 
 
 def _train_and_evaluate(table: Table, row: Row, output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
                         overrides: dict[str, Any], entry: dict[str, Any], client: Any, parent: str) -> dict[str, Any]:
-    from segzoo.engine.checkpoints import LAST
-    from segzoo.engine.tracking import RUN_ID_FILE
+    from segzoo.compare import _all_epochs_done
 
+    bundle = bundles.Bundle(table.bundle)
     data = table.datasets[dataset].overrides if dataset else table.synthetic_overrides
     settings = {**data, **row.overrides, **overrides, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
                 **({"epochs": epochs} if epochs else {}), "tracking_uri": client.tracking_uri}
     runs_dir = output / "runs" / _slug(row.name)
-    interrupted = sorted(runs_dir.glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
     if "run_dir" not in entry:
-        print(f"{row.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
-        workflow = run_workflow(table.configs("train"), {**settings, "runs_dir": str(runs_dir), "resume": bool(interrupted),
-                                                          "parent_run_id": parent, "run_name": _slug(row.name)})
-        run_dir = Path(workflow.parser.get_parsed_content("output_dir"))
-        entry.update(run_dir=str(run_dir), run_id=(run_dir / RUN_ID_FILE).read_text().strip())
+        interrupted = store.latest_run(runs_dir, store.LAST)
+        if interrupted is not None and _all_epochs_done(interrupted / store.LAST):  # trained, then stopped before scoring
+            run_dir = interrupted
+        else:
+            print(f"{row.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
+            parser = bundles.run(bundle, "training", copy.deepcopy({  # the parser merges into nested dicts: keep the table's intact
+                **settings, "runs_dir": str(runs_dir), "resume": interrupted is not None, "parent_run_id": parent,
+                "run_name": _slug(row.name)}), table.recipe_files("training"))
+            run_dir = Path(bundles.get(parser, "output_dir"))
+        entry.update(run_dir=str(run_dir), run_id=store.read_run_id(run_dir))
     run_dir = Path(entry["run_dir"])
-    checkpoint = run_dir / ("model.pt" if table.weights == "best" else LAST)
     # the evaluation sees the training recipe's values it knows (classes, preset, metrics), then the row's
-    recipe = {k: v for c in table.configs("train")[1:] for k, v in json.loads(c.read_text()).items() if "#" not in k}
-    evaluation = run_workflow(table.configs("evaluate"), {**_known(table.configs("evaluate"), {**recipe, **settings}),
-                                                          "checkpoint": str(checkpoint), "parent_run_id": entry["run_id"]})
-    metrics = {k: float(v) for k, v in evaluation.parser.get_parsed_content("evaluator").state.metrics.items()}
+    recipe = {k: v for f in table.recipe_files("training") for k, v in json.loads(f.read_text()).items() if "#" not in k}
+    evaluation = bundles.run(bundle, "evaluating", copy.deepcopy({
+        **bundle.known_overrides("evaluating", {**recipe, **settings}),
+        "checkpoint": str(run_dir / (store.BEST if table.weights == "best" else store.LAST)), "parent_run_id": entry["run_id"]}),
+        table.recipe_files("evaluating"))
+    metrics = {k: float(v) for k, v in bundles.get(evaluation, "evaluator").state.metrics.items()}
     for name, value in metrics.items():
         client.log_metric(entry["run_id"], f"heldout_{name}", value)
-    trainer = torch.load(run_dir / LAST, map_location="cpu", weights_only=True)["trainer"]
+    trainer = torch.load(run_dir / store.LAST, map_location="cpu", weights_only=True)["trainer"]
     return {**metrics, "epochs": trainer["iteration"] // max(1, trainer["epoch_length"])}
-
-
-def run_workflow(configs: list[Path], overrides: dict[str, Any]) -> Any:
-    """Run a MONAI bundle workflow of ``configs`` (merged in order) with ``overrides`` in this process."""
-    from monai.bundle import ConfigWorkflow
-
-    missing = [str(c) for c in configs if not c.is_file()]
-    if missing:
-        raise SegzooError(f"table config file(s) not found: {', '.join(missing)}")
-    workflow = ConfigWorkflow(config_file=[str(c) for c in configs], workflow_type=None)
-    workflow.parser.update(copy.deepcopy(overrides))  # the parser merges into nested dicts: keep the table's own intact
-    workflow.initialize()
-    workflow.run()
-    return workflow
-
-
-def _known(configs: list[Path], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides whose top-level key the merged ``configs`` have (evaluation knows no epochs or loss)."""
-    from monai.bundle import ConfigParser
-
-    known = ConfigParser.load_config_files([str(c) for c in configs])
-    return {k: v for k, v in overrides.items() if k.split("#")[0] in known}
 
 
 def _slug(name: str) -> str:
@@ -207,7 +188,5 @@ def _load_state(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_state(output: Path, state: dict[str, Any]) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    tmp = output / f"{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(output / STATE_FILE)
+    """Written atomically after each row, so an interruption never leaves a half-written state."""
+    store.write_atomically(output / STATE_FILE, json.dumps(state, indent=2))

@@ -52,7 +52,8 @@ def _paper_values(table: Table, row: Row, dataset: str | None) -> dict[str, floa
 
 
 def _protocol(table: Table, row: Row, epochs: int | None) -> str:
-    recipe = " + ".join(Path(c).name for c in table.train_configs) if table.kind == "train" else f"forward pass {'x'.join(map(str, table.input_shape))}"
+    recipe = (" + ".join(["train.json", *(Path(c).name for c in table.recipe)]) if table.kind == "train"
+              else f"forward pass {'x'.join(map(str, table.input_shape))}")
     changes = ", ".join(f"{k}={v}" for k, v in row.overrides.items())
     shortened = f"; --epochs {epochs} (shortened)" if epochs and table.kind == "train" else ""
     return f"{recipe}; {changes}{shortened}"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import segzoo
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 TABLES_FOLDER = "tables"
 
@@ -61,8 +61,8 @@ class Table(_Strict):
     citation: str
     kind: Literal["train", "complexity"] = Field("train", description="train and evaluate every row, or count parameters/MACs")
     protocol: str = Field(description="the paper's protocol in one line, as the recipe implements it")
-    train_configs: list[str] = Field(default_factory=lambda: ["configs/train.json"], description="relative to the bundle")
-    evaluate_configs: list[str] = Field(default_factory=lambda: ["configs/evaluate.json"])
+    recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's train.json (relative to the bundle)")
+    evaluate_recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's evaluate.json")
     weights: Literal["best", "last"] = Field("best", description="evaluate the best-validation checkpoint or the last epoch's")
     input_shape: list[int] = Field(default_factory=lambda: [3, 512, 512], description="complexity tables: C, H, W")
     columns: list[Column]
@@ -78,8 +78,8 @@ class Table(_Strict):
                 return row
         raise SegzooError(f"table {self.name} has no row '{name}'; its rows: {', '.join(r.name for r in self.rows)}")
 
-    def configs(self, which: Literal["train", "evaluate"]) -> list[Path]:
-        return [self.bundle / name for name in (self.train_configs if which == "train" else self.evaluate_configs)]
+    def recipe_files(self, workflow: Literal["training", "evaluating"]) -> list[Path]:
+        return [self.bundle / name for name in (self.recipe if workflow == "training" else self.evaluate_recipe)]
 
     def guess_dataset(self, dataset_dir: str) -> str:
         """The data set key whose name or alias the folder name contains (``isbi2012`` for ``../data/ISBI-2012``)."""

@@ -1,7 +1,7 @@
 """``segzoo tune``: a seeded TPE search (Optuna) of any bundle's config keys on its validation metric.
 
-Each trial is one training of the bundle (``configs/train.json``), run in this process with the
-searched keys as overrides and logged as a child MLflow run under one parent run per study. The
+Each trial is one training of the bundle (its ``training`` workflow through :func:`segzoo.engine.bundle.run`),
+run in this process with the searched keys as overrides and logged as a child MLflow run under one parent run per study. The
 trial's value is the best value of ``--metric`` in the run's ``history.json`` (the best-checkpoint
 epoch). The study lives in an Optuna storage (a SQLite file in the output folder unless ``--storage``
 names a shared database), so rerunning the same command continues it up to ``--trials`` completed
@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segzoo.registry import SegzooError
+from segzoo import overrides as override_text
+from segzoo.engine import bundle as bundles
+from segzoo.engine.bundle import Bundle
+from segzoo.engine.store import best_value
+from segzoo.errors import SegzooError
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 BEST_OVERRIDE = "best_override.json"
@@ -64,52 +68,12 @@ def parse_space(text: str) -> list[Dimension]:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as bundle overrides; VALUE is JSON when it parses (numbers, lists, true, null), else a string."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SegzooError(f"--override '{pair}' is not KEY=VALUE (e.g. train_hook=frem or patch_size=[128,128])")
+    """``KEY=VALUE`` pairs as fixed bundle overrides (:func:`segzoo.overrides.parse_overrides`), without the keys tune sets."""
+    overrides = override_text.parse_overrides(pairs)
+    for key in overrides:
         if key in RESERVED_KEYS:
             raise SegzooError(f"--override {key}: tune sets {', '.join(RESERVED_KEYS)} itself (use --epochs for the training length)")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
     return overrides
-
-
-def best_value(run_dir: Path, metric: str) -> float | None:
-    """The best (highest) ``metric`` a bundle run recorded in its ``history.json``, if it recorded any."""
-    path = run_dir / "history.json"
-    points = json.loads(path.read_text()).get(metric, []) if path.exists() else []
-    return max((value for _, value in points), default=None)
-
-
-def plot_trials(trials: list[Any], names: list[str], metric: str, path: Path) -> Path:
-    """Trials in the plane of the first two searched keys, coloured by ``metric`` (one key: metric against it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = [t.value for t in trials]
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if len(names) >= 2:
-        points = ax.scatter([t.params[names[1]] for t in trials], [t.params[names[0]] for t in trials], c=values, cmap="coolwarm", edgecolors="k")
-        fig.colorbar(points, ax=ax, label=metric)
-        ax.set_xlabel(names[1])
-        ax.set_ylabel(names[0])
-    else:
-        ax.scatter([t.params[names[0]] for t in trials], values, c=values, cmap="coolwarm", edgecolors="k")
-        ax.set_xlabel(names[0])
-        ax.set_ylabel(metric)
-    ax.set_title(f"TPE search: {len(trials)} trials")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 class Tuner:
@@ -117,10 +81,8 @@ class Tuner:
 
     def __init__(self, bundle: Path, space: list[Dimension], trials: int, output_dir: Path, study_name: str, storage: str,
                  overrides: dict[str, Any], epochs: int | None = None, metric: str = "val_miou", seed: int = 0) -> None:
-        self.train_config = bundle / "configs" / "train.json"
-        if not self.train_config.is_file():
-            raise SegzooError(f"--bundle {bundle}: no {self.train_config}; pass a bundle folder (e.g. bundles/frem)")
-        self.bundle_name = json.loads(self.train_config.read_text()).get("bundle_name", bundle.name)
+        self.bundle = Bundle(bundle)
+        self.bundle.read("training", {**overrides, **{d.name: d.low for d in space}})  # a broken contract or key fails now
         self.space = space
         self.trials = trials
         self.output_dir = output_dir
@@ -133,14 +95,13 @@ class Tuner:
 
     def run(self) -> Any:
         """Run trials until ``trials`` have completed (counting those of earlier runs); returns the study."""
-        import mlflow
         import optuna
         from optuna.storages import RDBStorage, RetryFailedTrialCallback
         from optuna.study import MaxTrialsCallback
         from optuna.trial import TrialState
 
         from segzoo.engine.checkpoints import NonFiniteLossError
-        from segzoo.engine.tracking import get_or_create_experiment
+        from segzoo.engine.mlflow_runs import log_params, open_run
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
@@ -151,31 +112,31 @@ class Tuner:
         study = optuna.create_study(study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True)
         # Offset the seed by the trials already made, so a resumed study does not re-propose its first points.
         study.sampler = optuna.samplers.TPESampler(seed=self.seed + len(study.trials))
-        if self.overrides.get("tracking_uri"):
-            mlflow.set_tracking_uri(self.overrides["tracking_uri"])
-        mlflow.set_experiment(experiment_id=get_or_create_experiment(mlflow.MlflowClient(), self.bundle_name))
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        with mlflow.start_run(run_id=parent_id, run_name=None if parent_id else f"tune-{self.study_name}") as parent:
-            if parent_id is None:
-                study.set_user_attr(PARENT_RUN_ATTR, parent.info.run_id)
-                mlflow.log_params({"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
-                                   "seed": self.seed, "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
-                                   **{f"override.{k.replace('#', '.')}": json.dumps(v) for k, v in self.overrides.items()}})
+        client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id)
+        if parent_id is None:
+            study.set_user_attr(PARENT_RUN_ATTR, parent)
+            log_params(client, parent, {"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
+                                        "seed": self.seed, "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
+                                        **{f"override.{k}": json.dumps(v) for k, v in self.overrides.items()}})
+        try:
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             if completed < self.trials:
                 study.optimize(
-                    lambda trial: self.objective(trial, parent.info.run_id),
+                    lambda trial: self.objective(trial, parent),
                     n_trials=self.trials - completed,
                     callbacks=[MaxTrialsCallback(self.trials, states=(TrialState.COMPLETE,))],
                     catch=(NonFiniteLossError,),
                 )
-            self.report(study)
+            self.report(study, client, parent)
+        except BaseException as exc:
+            client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        client.set_terminated(parent, "FINISHED")
         return study
 
     def objective(self, trial: Any, parent_run_id: str) -> float:
         """Train the bundle once with this trial's parameters; its value is the run's best validation metric."""
-        from monai.bundle import run
-
         from segzoo.engine.checkpoints import NonFiniteLossError
 
         params = {d.name: d.suggest(trial) for d in self.space}
@@ -185,7 +146,7 @@ class Tuner:
         if self.epochs is not None:
             run_overrides["epochs"] = self.epochs
         try:
-            run("training", config_file=str(self.train_config), **run_overrides)
+            bundles.run(self.bundle, "training", run_overrides)
         except NonFiniteLossError:
             # The epochs before the loss diverged were validated; their best is this setting's result.
             if best_value(self.output_dir / run_name, self.metric) is None:
@@ -196,24 +157,26 @@ class Tuner:
                               f"is --metric one of the bundle's validation metrics (val_<name>)?")
         return value
 
-    def report(self, study: Any) -> None:
+    def report(self, study: Any, client: Any, parent: str) -> None:
         """Write and log the best override file, the trial plot and the best value (if any trial completed)."""
-        import mlflow
         from optuna.trial import TrialState
+
+        from segzoo.engine.plots import save_trials
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
             return
         best = study.best_trial
-        override = {**self.overrides, **best.params}
         best_path = self.output_dir / BEST_OVERRIDE
-        best_path.write_text(json.dumps(override, indent=2) + "\n")
-        plot = plot_trials(done, [d.name for d in self.space], self.metric, self.output_dir / TRIALS_PLOT)
-        mlflow.log_metrics({f"best_{self.metric}": best.value, "completed_trials": len(done)})
+        best_path.write_text(json.dumps({**self.overrides, **best.params}, indent=2) + "\n")
+        plot = save_trials(done, [d.name for d in self.space], self.metric, self.output_dir / TRIALS_PLOT)
+        for name, value in {f"best_{self.metric}": best.value, "completed_trials": len(done)}.items():
+            client.log_metric(parent, name, value)
         # Tags, not params: a resumed study may find a better trial, and MLflow params cannot change.
-        mlflow.set_tags({f"best.{k}": v for k, v in best.params.items()} | {"best_trial": best.number})
-        mlflow.log_artifact(str(best_path))
-        mlflow.log_artifact(str(plot))
+        for key, value in ({f"best.{k}": v for k, v in best.params.items()} | {"best_trial": best.number}).items():
+            client.set_tag(parent, key, value)
+        client.log_artifact(parent, str(best_path))
+        client.log_artifact(parent, str(plot))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -227,7 +190,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not any(t.value is not None for t in study.trials):
         raise SegzooError(f"study '{study_name}': no trial completed; see the errors above")
     print(f"study '{study_name}': {len(study.trials)} trials; best {args.metric} = {study.best_value:.4f} with {study.best_params}")
-    print(f"rerun the best: python -m monai.bundle run training --config_file {tuner.train_config} --args_file {output_dir / BEST_OVERRIDE}")
+    print(f"rerun the best: python -m monai.bundle run training --config_file {tuner.bundle.config_file('training')} "
+          f"--args_file {output_dir / BEST_OVERRIDE}")
     return 0
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from segzoo import compare
+from segzoo import compare, compare_report
+from segzoo.cli import main
+from segzoo.overrides import parse_override
 from segzoo.registry import Component, Params, SegzooError
 from tests.conftest import BUNDLES
 
@@ -56,7 +58,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("compare")
     out, uri = root / "cmp", f"sqlite:///{root}/mlflow.db"
     args = [*ARGS, "--output", str(out), "--tracking_uri", uri]
-    assert compare.main(args) == 0
+    assert main(["compare", *args]) == 0
     return {"out": out, "uri": uri, "args": args, "state": json.loads((out / compare.STATE_FILE).read_text())}
 
 
@@ -90,7 +92,7 @@ def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(co
 
 def test_rerun_skips_finished_architectures(compared: dict) -> None:
     before = {r.info.run_id for r in runs(compared["uri"])}
-    assert compare.main(compared["args"]) == 0
+    assert main(["compare", *compared["args"]]) == 0
     assert {r.info.run_id for r in runs(compared["uri"])} == before  # no training, no evaluation, same parent
     state = json.loads((compared["out"] / compare.STATE_FILE).read_text())
     assert state["archs"] == compared["state"]["archs"]
@@ -102,7 +104,7 @@ def test_interrupted_comparison_trains_only_what_is_missing(compared: dict) -> N
     lost = state["archs"].pop("pyconvunet")  # as if stopped while pyconvunet was training
     shutil.rmtree(lost["run_dir"])
     state_path.write_text(json.dumps(state))
-    assert compare.main(compared["args"]) == 0
+    assert main(["compare", *compared["args"]]) == 0
     kids = children(compared["uri"], state["parent_run_id"])
     names = sorted(r.data.params["architecture"] for r in kids)
     assert names == ["pyconvunet", "pyconvunet", "unet"]  # the lost run stays in MLflow; unet was not retrained
@@ -111,27 +113,28 @@ def test_interrupted_comparison_trains_only_what_is_missing(compared: dict) -> N
 
 def test_other_settings_in_the_same_output_are_refused(compared: dict, capsys: pytest.CaptureFixture) -> None:
     args = [a if a != "1" else "2" for a in compared["args"]]  # --epochs 2 (and --repeats 2)
-    assert compare.main(args) == 2
+    assert main(["compare", *args]) == 2
     assert "other overrides" in capsys.readouterr().err
 
 
 def test_paper_dataset_is_guessed_from_the_folder_name(monkeypatch: pytest.MonkeyPatch) -> None:
     reported = {"paper": {"params_m": 1.0, "isbi2012.miou": 0.77, "kaggle_lung.dice": 0.9}}
     fake = Component("architecture", "fake", object, Params, "", reported=reported)
-    monkeypatch.setattr(compare.segzoo, "get", lambda kind, name: fake)
-    assert compare.guess_paper_dataset("/data/ISBI-2012", ["fake"], "paper") == "isbi2012"
-    assert compare.guess_paper_dataset("/data/isbi", ["fake"], "paper") == "isbi2012"
-    assert compare.guess_paper_dataset("/data/KaggleLung", ["fake"], "paper") == "kaggle_lung"
-    assert compare.guess_paper_dataset("/data/liver", ["fake"], "paper") is None
-    assert compare.guess_paper_dataset(None, ["fake"], "paper") is None
+    monkeypatch.setattr(compare_report.segzoo, "get", lambda kind, name: fake)
+    assert compare_report.guess_paper_dataset("/data/ISBI-2012", ["fake"], "paper") == "isbi2012"
+    assert compare_report.guess_paper_dataset("/data/isbi", ["fake"], "paper") == "isbi2012"
+    assert compare_report.guess_paper_dataset("/data/KaggleLung", ["fake"], "paper") == "kaggle_lung"
+    assert compare_report.guess_paper_dataset("/data/liver", ["fake"], "paper") is None
+    assert compare_report.guess_paper_dataset(None, ["fake"], "paper") is None
 
 
-def test_override_values_are_python_literals() -> None:
-    assert compare.parse_override("patch_size=[64,64]") == ("patch_size", [64, 64])
-    assert compare.parse_override("amp=true") == ("amp", True)
-    assert compare.parse_override("dataset_dir=/data/isbi2012") == ("dataset_dir", "/data/isbi2012")
+def test_override_values_are_json_or_python_literals() -> None:
+    assert parse_override("patch_size=[64,64]") == ("patch_size", [64, 64])
+    assert parse_override("amp=true") == ("amp", True)
+    assert parse_override("arch_params={'base_channels': 8}") == ("arch_params", {"base_channels": 8})
+    assert parse_override("dataset_dir=/data/isbi2012") == ("dataset_dir", "/data/isbi2012")
     with pytest.raises(SegzooError, match="KEY=VALUE"):
-        compare.parse_override("epochs")
+        parse_override("epochs")
 
 
 def test_training_finished_but_unrecorded_is_not_repeated(compared: dict) -> None:
@@ -140,12 +143,12 @@ def test_training_finished_but_unrecorded_is_not_repeated(compared: dict) -> Non
     unrecorded = state["archs"].pop("unet")  # as if stopped between the end of unet's training and its evaluation
     state_path.write_text(json.dumps(state))
     before = children(compared["uri"], state["parent_run_id"])
-    assert compare.main(compared["args"]) == 0
+    assert main(["compare", *compared["args"]]) == 0
     assert len(children(compared["uri"], state["parent_run_id"])) == len(before)
     assert json.loads(state_path.read_text())["archs"]["unet"]["run_dir"] == unrecorded["run_dir"]
 
 
 def test_an_unknown_architecture_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert compare.main(["--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,unett", "--output", str(tmp_path / "cmp")]) == 2
+    assert main(["compare", "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,unett", "--output", str(tmp_path / "cmp")]) == 2
     assert "Did you mean: unet" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()

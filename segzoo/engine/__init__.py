@@ -9,9 +9,7 @@ from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, Tr
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
-    as_flag,
     inference_items,
-    latest_checkpoint,
     load_checkpoint,
     load_items,
     prepare_network,
@@ -19,7 +17,9 @@ from segzoo.engine.runs import (
     shared_run_name,
     train_loader_class,
 )
+from segzoo.engine.store import latest_checkpoint
 from segzoo.engine.tracking import MLflowTracker
+from segzoo.overrides import as_flag
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
 
 __all__ = [

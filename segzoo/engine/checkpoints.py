@@ -22,10 +22,10 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
-from segzoo.engine.runs import as_flag, unwrap
+from segzoo.engine.runs import unwrap
+from segzoo.engine.store import LAST, latest_run
+from segzoo.overrides import as_flag
 from segzoo.registry import SegzooError
-
-LAST = "last.pt"
 
 
 class NonFiniteLossError(SegzooError, FloatingPointError):
@@ -35,10 +35,10 @@ class NonFiniteLossError(SegzooError, FloatingPointError):
 def output_dir(runs_dir: str, run_name: str, resume: bool = False) -> str:
     """A new ``runs_dir/run_name``, or with ``resume`` the newest run under ``runs_dir`` that left a ``last.pt``."""
     if as_flag(resume, "resume"):
-        found = sorted(Path(runs_dir).glob(f"*/{LAST}"), key=lambda p: p.stat().st_mtime)
-        if not found:
+        interrupted = latest_run(runs_dir, LAST)
+        if interrupted is None:
             raise SegzooError(f"--resume true: no interrupted run to resume under {runs_dir}/*/{LAST}; start a new training without --resume")
-        return str(found[-1].parent)
+        return str(interrupted)
     return str(Path(runs_dir) / run_name)
 
 

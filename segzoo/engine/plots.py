@@ -1,4 +1,5 @@
-"""Figures logged with every run: training curves and an image / mask / prediction panel."""
+"""Every figure segzoo draws: a run's training curves, a comparison's curves, an image / mask / prediction panel and a
+search's trials."""
 
 from __future__ import annotations
 
@@ -29,6 +30,47 @@ def save_curves(history: dict[str, list[tuple[int, float]]], path: Path, title: 
         if ax.lines:
             ax.legend()
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def save_comparison_curves(histories: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> Path:
+    """Paper Fig. 2-3: one panel per curve (train loss, each validation metric), one line per architecture."""
+    from matplotlib.ticker import MaxNLocator
+
+    names = sorted({name for history in histories.values() for name in history}, key=lambda n: (n != "train_loss", n))
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.5 * max(1, len(names)), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for arch, history in histories.items():
+            if name in history:
+                steps, values = zip(*history[name])
+                ax.plot(steps, values, marker="o", markersize=3, label=arch)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def save_trials(trials: list[Any], names: list[str], metric: str, path: Path) -> Path:
+    """A search's trials in the plane of its first two keys, coloured by ``metric`` (one key: metric against it)."""
+    values = [t.value for t in trials]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if len(names) >= 2:
+        points = ax.scatter([t.params[names[1]] for t in trials], [t.params[names[0]] for t in trials], c=values, cmap="coolwarm", edgecolors="k")
+        fig.colorbar(points, ax=ax, label=metric)
+        ax.set_xlabel(names[1])
+        ax.set_ylabel(names[0])
+    else:
+        ax.scatter([t.params[names[0]] for t in trials], values, c=values, cmap="coolwarm", edgecolors="k")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(metric)
+    ax.set_title(f"TPE search: {len(trials)} trials")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -11,20 +10,9 @@ from typing import Any
 import torch
 
 import segzoo
+from segzoo.engine.store import read_run_info
+from segzoo.overrides import as_flag
 from segzoo.registry import SegzooError
-
-
-def as_flag(value: bool | str | int, key: str = "flag") -> bool:
-    """A config switch given as a bool or as text from the command line (``--resume false`` arrives as the string "false")."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "1", "yes", "on"):
-            return True
-        if text in ("false", "0", "no", "off", "none", "null", ""):
-            return False
-        raise SegzooError(f"--{key} expects true or false, got {value!r}")
-    return bool(value)
-
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -59,17 +47,6 @@ def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, A
                         **{k: v for k, v in synthetic.items() if k != "name"})
 
 
-def latest_checkpoint(runs_dir: str | os.PathLike, filename: str = "model.pt") -> str:
-    """The newest ``filename`` under ``runs_dir`` (what ``evaluate``/``inference`` use when no checkpoint is given)."""
-    found = sorted(Path(runs_dir).glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SegzooError(
-            f"no trained model found under {runs_dir}/*/{filename}; train first "
-            "(python -m monai.bundle run training --config_file .../train.json) or pass --checkpoint PATH"
-        )
-    return str(found[-1])
-
-
 def _describe(arch: dict[str, Any]) -> str:
     details = ", ".join(f"{k} {arch[k]}" for k in ("preset", "in_channels", "out_channels") if k in arch)
     return f"{arch.get('name', '?')} ({details})"
@@ -77,8 +54,8 @@ def _describe(arch: dict[str, Any]) -> str:
 
 def _trained_as(path: str | os.PathLike) -> str:
     """What the run that wrote ``path`` built, from the ``components.json`` beside it."""
-    info = Path(path).parent / "components.json"
-    return _describe(json.loads(info.read_text()).get("architecture", {})) if info.exists() else "another network"
+    architecture = read_run_info(Path(path).parent).get("architecture")
+    return _describe(architecture) if architecture else "another network"
 
 
 def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:

@@ -11,10 +11,6 @@ that fails later costs a warning and training goes on.
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import urllib.error
-import urllib.request
 import subprocess
 import time
 import warnings
@@ -26,19 +22,16 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
-from segzoo.engine.runs import as_flag
-from segzoo.registry import SegzooError
-
-RUN_ID_FILE = "mlflow_run_id.txt"
-RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
-
-# A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-
-
-class TrackingUnavailableError(SegzooError):
-    """The MLflow tracking store could not be reached before training."""
+from segzoo.engine import store
+from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and get_or_create_experiment: public here too
+    TrackingUnavailableError,
+    artifact_location,
+    flatten,
+    get_or_create_experiment,
+    open_run,
+    param_batches,
+)
+from segzoo.overrides import as_flag
 
 
 def current_bundle_config() -> dict[str, Any] | None:
@@ -56,53 +49,11 @@ def current_bundle_config() -> dict[str, Any] | None:
     return None
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on an HTTP tracking server that does not answer (MLflow itself would retry for minutes)."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-        except urllib.error.HTTPError:
-            return  # it answered: some servers have no /health, which is fine
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionError(getattr(exc, "reason", exc)) from None
-
-
-def artifact_location(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a SQLite store (``sqlite:///dir/mlflow.db`` ->
-    ``dir/mlruns``), so the store is one folder whichever directory a run starts from (MLflow would use
-    ``./mlruns`` of that directory); None lets any other store decide."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns").as_uri()
-    return None
-
-
-def get_or_create_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist."""
-    found = client.get_experiment_by_name(name)
-    return found.experiment_id if found else client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri))
-
-
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(segzoo.__file__).parent).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """Scalar leaves of a nested config as ``a.b.c -> value`` (MLflow params are flat strings)."""
-    out: dict[str, str] = {}
-    if isinstance(config, dict):
-        for k, v in config.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-    elif isinstance(config, list) and all(not isinstance(v, (dict, list)) for v in config):
-        out[prefix[:-1]] = json.dumps(config)[:6000]
-    elif isinstance(config, list):
-        for i, v in enumerate(config):
-            out.update(flatten(v, f"{prefix}{i}."))
-    else:
-        out[prefix[:-1]] = str(config)[:6000]
-    return out
 
 
 def plugin_versions() -> dict[str, str]:
@@ -189,36 +140,15 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
-        """Open (or, resuming, reopen) this run through an explicit client: no global MLflow state is touched."""
-        import mlflow
-        from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
-
-        uri = self.tracking_uri or mlflow.get_tracking_uri()
-        try:
-            check_reachable(uri)
-            self.client = MlflowClient(tracking_uri=uri)
-            experiment_id = get_or_create_experiment(self.client, self.experiment)
-        except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-            raise TrackingUnavailableError(
-                f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
-                "fix MLFLOW_TRACKING_URI, or unset it to log to the local store; nothing was trained."
-            ) from None
-        self.uri = uri
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / RUN_INFO_FILE).write_text(
-            json.dumps({role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()}, default=str)
-        )
-        id_file = self.output_dir / RUN_ID_FILE
-        resume_id = id_file.read_text().strip() if self.resume and id_file.exists() else None
+        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`."""
+        resume_id = store.read_run_id(self.output_dir) if self.resume else None
+        self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id)
+        self.uri = self.client.tracking_uri
+        store.write_run_info(self.output_dir, {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()})
         if resume_id:
-            self.run_id = resume_id
-            self.client.update_run(resume_id, status="RUNNING")
-            self._load_history()
+            self.history = store.read_history(self.output_dir)
             return
-        tags = {"mlflow.parentRunId": self.parent_run_id} if self.parent_run_id else None
-        self.run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags).info.run_id
-        id_file.write_text(self.run_id)
+        store.write_run_id(self.output_dir, self.run_id)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
         params.update(plugin_versions())
         for role, (name, values) in self.components.items():
@@ -228,9 +158,8 @@ class MLflowTracker:
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})
             self._safe("logging the config", self.client.log_dict, self.run_id, self.config, "config/resolved_config.json")
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self._safe("logging params", self.client.log_batch, self.run_id, params=items[i : i + 100])
+        for batch in param_batches(params):
+            self._safe("logging params", self.client.log_batch, self.run_id, params=batch)
 
     def _collect_loss(self, engine: Engine) -> None:
         output = engine.state.output
@@ -263,12 +192,7 @@ class MLflowTracker:
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
-        (self.output_dir / "history.json").write_text(json.dumps(self.history))
-
-    def _load_history(self) -> None:
-        path = self.output_dir / "history.json"
-        if path.exists():
-            self.history = {k: [tuple(p) for p in v] for k, v in json.loads(path.read_text()).items()}
+        store.write_history(self.output_dir, self.history)
 
     def _log_artifacts(self) -> None:
         from segzoo.engine.plots import save_curves

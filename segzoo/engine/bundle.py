@@ -1,0 +1,164 @@
+"""A segzoo bundle: a folder of MONAI bundle configs that keeps a declared contract, and the one in-process runner.
+
+``segzoo compare``, ``segzoo tune``, ``segzoo reproduce`` and the tests run bundles through :func:`run` (or
+:func:`load` to build a workflow's objects without running it), never through their own ``ConfigWorkflow``:
+the contract is checked and unknown overrides are refused there, before anything trains. The contract states,
+in the style of MONAI's ``monai/bundle/properties.py``, the config keys segzoo's code reads from a bundle; each
+bundle's configs may compute them however they like (``python -m monai.bundle run`` reads the same files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segzoo.engine.validation import ConfigError, unknown_override
+
+if TYPE_CHECKING:
+    from monai.bundle import ConfigParser, ConfigWorkflow
+
+CONFIG_FILES = {"training": "train.json", "evaluating": "evaluate.json", "inference": "inference.json"}
+
+_RUN = {  # keys of every workflow that runs, saves and logs somewhere
+    "bundle_name": "the MLflow experiment and the runs folder's name",
+    "arch": "the registered architecture built (what compare varies)",
+    "in_channels": "image channels the network takes",
+    "output_dir": "the folder this run writes to (read back after the run)",
+    "tracking_uri": "the MLflow store (compare and tune pass theirs)",
+    "parent_run_id": "the MLflow run this run nests under (compare and tune pass theirs)",
+    "network": "the network as run (on its device, weights loaded)",
+}
+PROPERTIES: dict[str, dict[str, str]] = {
+    "training": {
+        **_RUN,
+        "epochs": "training length",
+        "seed": "seed of the split, the data order and the weights",
+        "dataset_dir": "folder of image/mask pairs, or null for the bundle's synthetic data",
+        "runs_dir": "parent folder of the run folders",
+        "run_name": "the run folder's and the MLflow run's name",
+        "resume": "continue the newest interrupted run under runs_dir",
+        "network_def": "the network as built by the registry (before device and wrappers)",
+        "train#trainer": "the training engine",
+        "validate#evaluator": "the validation engine; its metrics are the validation metrics (val_<name>)",
+    },
+    "evaluating": {
+        **_RUN,
+        "checkpoint": "the weights evaluated",
+        "patch_size": "the input size that complexity (params, GMac) is counted at",
+        "dataset#data": "the held-out items evaluated ({'image', 'label', 'name'})",
+        "inferer": "callable (batch, network) -> network output, as evaluation runs it",
+        "evaluator": "the evaluation engine; its metrics are the held-out scores",
+    },
+    "inference": {"bundle_name": _RUN["bundle_name"], "arch": _RUN["arch"], "checkpoint": "the weights used",
+                  "output_dir": "where the masks are written", "network": _RUN["network"], "evaluator": "the inference engine"},
+}
+# Keys a bundle may leave out; segzoo reads them as these defaults.
+OPTIONAL: dict[str, Any] = {
+    "preset": None,  # the architecture's preset, whose published figures compare shows
+    "mask_logits": None,  # callable: inferer output -> (B, C, H, W) mask logits, for networks with several outputs
+}
+
+
+class BundleContractError(ConfigError):
+    """A bundle's config lacks a key segzoo reads from every bundle."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle folder (``configs/train.json``, ``evaluate.json``, ``inference.json``, ``metadata.json``)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        if not self.config_file("training").is_file():
+            raise ConfigError(f"{self.root} is not a bundle folder: no configs/train.json in it (pass e.g. bundles/pyconvunet)")
+
+    @property
+    def name(self) -> str:
+        """The bundle's ``bundle_name`` (its MLflow experiment), else its folder's name."""
+        return json.loads(self.config_file("training").read_text()).get("bundle_name", self.root.name)
+
+    def config_file(self, workflow: str) -> Path:
+        if workflow not in CONFIG_FILES:
+            raise ConfigError(f"unknown bundle workflow '{workflow}'; workflows are: {', '.join(CONFIG_FILES)}")
+        return self.root / "configs" / CONFIG_FILES[workflow]
+
+    def files(self, workflow: str, extra_configs: Sequence[str | Path] = ()) -> list[str]:
+        """The workflow's config file, then ``extra_configs`` merged over it in order (as MONAI merges a list)."""
+        files = [self.config_file(workflow), *map(Path, extra_configs)]
+        for path in files:
+            if not path.is_file():
+                raise ConfigError(f"config file {path} not found (bundle {self.root}, workflow '{workflow}')")
+        return [str(path) for path in files]
+
+    def read(self, workflow: str, overrides: Mapping[str, Any] | None = None, extra_configs: Sequence[str | Path] = ()) -> ConfigParser:
+        """The workflow's merged config with ``overrides`` applied, unparsed; contract and override keys checked."""
+        from monai.bundle import ConfigParser
+
+        files = self.files(workflow, extra_configs)
+        parser = ConfigParser(ConfigParser.load_config_files(files))
+        self.check(workflow, parser, files)
+        problems = [p for p in (unknown_override(key, parser.get()) for key in overrides or {}) if p]
+        if problems:
+            raise ConfigError("unknown override(s) for " + ", ".join(files) + ":\n  " + "\n  ".join(problems))
+        parser.update(dict(overrides or {}))
+        return parser
+
+    def check(self, workflow: str, parser: ConfigParser, files: Sequence[str] | None = None) -> None:
+        """Refuse a config without a key of :data:`PROPERTIES`, naming the key, what it is for and the file."""
+        missing = [key for key in PROPERTIES[workflow] if key not in parser]
+        if missing:
+            where = " + ".join(files or [str(self.config_file(workflow))])
+            raise BundleContractError(
+                f"{where} lacks the key(s) every segzoo {workflow} config provides: "
+                + "; ".join(f"'{key}' ({PROPERTIES[workflow][key]})" for key in missing)
+                + ". Add them (docs/architecture.md, 'The bundle contract', lists every key)."
+            )
+
+    def known_overrides(self, workflow: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``overrides`` that name keys of ``workflow``'s config (training overrides that evaluation shares)."""
+        from monai.bundle import ConfigParser
+
+        config = ConfigParser.load_config_files(self.files(workflow))
+        return {key: value for key, value in overrides.items() if unknown_override(key, config) is None}
+
+
+def get(parser: ConfigParser, key: str) -> Any:
+    """A contract key's parsed value, or its :data:`OPTIONAL` default when the bundle leaves it out."""
+    if key not in parser and key in OPTIONAL:
+        return OPTIONAL[key]
+    return parser.get_parsed_content(key)
+
+
+def load(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapping[str, Any] | None = None,
+         extra_configs: Sequence[str | Path] = ()) -> ConfigWorkflow:
+    """The bundle's ``workflow`` as an initialized MONAI ``ConfigWorkflow`` (objects buildable, nothing run yet)."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle(Path(bundle))
+    bundle.read(workflow, overrides, extra_configs)  # refuses a broken contract or an unknown override first
+    # MONAI's own property check is off (workflow_type=None): segzoo's contract above is the one that applies.
+    workflow_ = ConfigWorkflow(config_file=bundle.files(workflow, extra_configs), workflow_type=None, run_id=workflow,
+                               **dict(overrides or {}))
+    workflow_.initialize()
+    return workflow_
+
+
+def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapping[str, Any] | None = None,
+        extra_configs: Sequence[str | Path] = ()) -> ConfigParser:
+    """Run the bundle's ``workflow`` (``training``, ``evaluating`` or ``inference``) in this process.
+
+    ``overrides`` are config keys (``a#b`` for nested ones), as ``--KEY VALUE`` on MONAI's command line;
+    ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
+    so callers read what the run made: ``get(parser, "output_dir")``, the evaluator's ``state.metrics``, ...
+    """
+    workflow_ = load(bundle, workflow, overrides, extra_configs)
+    try:
+        workflow_.run()
+    finally:
+        workflow_.finalize()
+    return workflow_.parser
