@@ -55,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume_continues_the_same_mlflow_run(tmp_path: P
     assert _epochs_done(run_dir / "last.pt") == 4
     client = _client(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
-    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "val_miou")}) == [1, 2, 3, 4]
+    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "val_miou_with_background")}) == [1, 2, 3, 4]
     assert run.info.status == "FINISHED"
 
 
@@ -176,4 +176,4 @@ def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_p
     assert any("server went away" in str(w.message) and "training continues" in str(w.message) for w in caught)
     (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
     assert _epochs_done(run_dir / "last.pt") == 3
-    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou"]) == 3
+    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou_with_background"]) == 3
