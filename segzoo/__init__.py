@@ -14,12 +14,14 @@ from typing import Any
 from segzoo.hookspecs import hookimpl
 from segzoo.registry import (
     KINDS,
+    Built,
     Component,
     ComponentParamsError,
     DuplicateComponentError,
     Params,
     SegzooError,
     UnknownComponentError,
+    built,
     component,
 )
 
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KINDS",
+    "Built",
     "Component",
     "ComponentParamsError",
     "DuplicateComponentError",
@@ -34,6 +37,7 @@ __all__ = [
     "SegzooError",
     "UnknownComponentError",
     "build",
+    "built",
     "component",
     "create_model",
     "get",

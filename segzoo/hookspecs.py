@@ -25,7 +25,7 @@ def segzoo_components() -> list[Any]:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def segzoo_requires() -> str | None:
     """Return the segzoo versions this plugin supports, as a PEP 440 specifier such as ``">=0.1,<0.2"``.
 

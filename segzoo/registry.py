@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -51,6 +51,28 @@ class UnknownPresetError(SegzooError, KeyError):
 
 
 @dataclass(frozen=True)
+class Built:
+    """How an object was built: kept on it as ``segzoo_built`` (as timm keeps ``pretrained_cfg`` on a model), so
+    tracking, checkpoints and reports read what was built from the object instead of a config restating it."""
+
+    kind: str
+    name: str
+    preset: str | None
+    params: dict[str, Any]
+    plugin: str
+    plugin_version: str
+
+    def describe(self) -> dict[str, Any]:
+        """``{"name", "preset", **params, "plugin", "plugin_version"}``: one flat record for logs and files."""
+        return {"name": self.name, "preset": self.preset, **self.params, "plugin": self.plugin, "plugin_version": self.plugin_version}
+
+
+def built(obj: Any) -> Built | None:
+    """The :class:`Built` record of an object made by :meth:`Component.build`, if it could keep one."""
+    return getattr(obj, "segzoo_built", None)
+
+
+@dataclass(frozen=True)
 class Component:
     """One registered factory. ``plugin`` and ``plugin_version`` are filled in at registration."""
 
@@ -82,8 +104,20 @@ class Component:
             raise ComponentParamsError(_explain(self, err)) from None
 
     def build(self, preset: str | None = None, **params: Any) -> Any:
+        """Validate ``params`` over ``preset``, call the factory with them, and record on the result how it was built.
+
+        Every component a config, the CLI or a plugin makes goes through here, so every one is validated the same
+        way. The record (:class:`Built`) is set as ``segzoo_built`` on objects that take attributes (networks,
+        losses, hooks); builtins such as a dataset's list of items cannot keep one.
+        """
         validated = self.validate(preset, **params)
-        return self.factory(**{name: getattr(validated, name) for name in type(validated).model_fields})
+        obj = self.factory(**{name: getattr(validated, name) for name in type(validated).model_fields})
+        record = Built(self.kind, self.name, None if is_none(preset) else preset, validated.model_dump(), self.plugin, self.plugin_version)
+        try:
+            obj.segzoo_built = record
+        except (AttributeError, TypeError):
+            pass  # a builtin (list, tuple, ...) keeps no attributes; its caller describes it
+        return obj
 
     def schema_rows(self) -> list[dict[str, Any]]:
         """One row per parameter: name, type, default, description (what ``segzoo info`` prints)."""
@@ -194,9 +228,6 @@ class Registry:
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._components
-
-    def __iter__(self) -> Iterable[Component]:
-        return iter(self.components())
 
 
 def _explain(spec: Component, err: ValidationError) -> str:

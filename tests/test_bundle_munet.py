@@ -21,8 +21,9 @@ from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "munet" / "configs"
 # 8 images of 64x64 (6 train, 2 validation: one per class), batches resized to 32 or 64, a small ResNet-50 MUNet
-TINY = ["--synthetic#num_images", "8", "--synthetic#size", "64", "--sizes", "[32,64]", "--batch_size", "2",
-        "--backbone", "resnet50", "--decoder_channels", "[32,16,16,8]"]
+TINY_MODEL = ["--synthetic#num_images", "8", "--synthetic#size", "64", "--sizes", "[32,64]", "--backbone", "resnet50",
+              "--decoder_channels", "[32,16,16,8]"]
+TINY = [*TINY_MODEL, "--batch_size", "2"]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -66,7 +67,7 @@ def test_one_epoch_logs_dice_and_auc_to_mlflow(trained: dict) -> None:
 def test_evaluate_an_ensemble_writes_per_image_csv(trained: dict) -> None:
     run_dir = trained["run_dir"]
     checkpoints = f"['{run_dir / 'model.pt'}','{run_dir / 'last.pt'}']"
-    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY, "--checkpoints", checkpoints,
+    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY_MODEL, "--checkpoints", checkpoints,
                 "--ensemble_weights", "[0.5,0.5]"], cwd=trained["cwd"], env={"MLFLOW_TRACKING_URI": trained["uri"]})
     rows = read_csv(run_dir / "eval" / "per_image.csv")
     assert len(rows) == 2 and all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)

@@ -69,8 +69,9 @@ def test_munet_recipe_is_the_plain_table_1_network_with_learning_rate_decay() ->
 
 @pytest.mark.parametrize("bundle", ["pyconvunet", "frem"])
 def test_evaluation_recipes_score_with_metrics_named_by_definition(bundle: str) -> None:
+    from segzoo.engine.metrics import metric_spec
+
     parser = ConfigParser()
     parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("evaluate.json", "paper_evaluate.json")])
-    metrics = parser.get_parsed_content("metrics")
-    names = [m[0] for m in metrics.values()] if isinstance(metrics, dict) else metrics
+    names = [metric_spec(key, spec)[0] for key, spec in parser.get_parsed_content("metrics").items()]
     assert "miou" not in names and ("foreground_iou" in names or "miou_with_background" in names)

@@ -1,14 +1,18 @@
-"""What bundle configs call that a JSON config cannot express: data loading, tracking, progress, plots, outputs.
+"""What bundle configs call that a JSON config cannot express: data loading, tracking, progress, plots, outputs,
+plus the bundle contract and the one in-process runner (:mod:`segzoo.engine.bundle`).
 
 Bundles stay recipes: they name these helpers and the registry's components;
 nothing here knows a paper.
 """
 
+from segzoo.engine.bundle import Bundle, BundleContractError
 from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir
-from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHookHandler
+from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
+from segzoo.engine.metrics import check_metrics, key_metric, metric_handlers, other_metrics
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
+    build_optional,
     inference_items,
     load_checkpoint,
     load_items,
@@ -19,29 +23,38 @@ from segzoo.engine.runs import (
 )
 from segzoo.engine.store import latest_checkpoint
 from segzoo.engine.tracking import MLflowTracker
-from segzoo.overrides import as_flag
 from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
+from segzoo.overrides import as_flag, is_none
 
 __all__ = [
+    "Bundle",
+    "BundleContractError",
     "ConfigError",
     "LastCheckpoint",
-    "NonFiniteLossError",
-    "StopOnNonFiniteLoss",
-    "output_dir",
     "MLflowTracker",
     "MaskWriter",
     "MetricsCSVWriter",
+    "NonFiniteLossError",
     "ProgressBar",
+    "StopOnNonFiniteLoss",
+    "TrainHook",
+    "TrainHookHandler",
     "amp_kwargs",
     "as_flag",
+    "build_optional",
     "check_components",
+    "check_metrics",
     "check_overrides",
     "check_params",
-    "TrainHookHandler",
     "inference_items",
+    "is_none",
+    "key_metric",
     "latest_checkpoint",
     "load_checkpoint",
     "load_items",
+    "metric_handlers",
+    "other_metrics",
+    "output_dir",
     "panel",
     "predict",
     "prepare_network",

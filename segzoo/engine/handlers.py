@@ -1,10 +1,11 @@
-"""Small Ignite handlers the bundles attach: a progress bar and the output writers of evaluate/inference."""
+"""Small Ignite handlers the bundles attach: a progress bar, the train hook driver and the output writers of
+evaluate/inference."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -75,19 +76,42 @@ class MaskWriter:
             Image.fromarray(mask).save(self.output_dir / f"{item['name']}.png")
 
 
-class TrainHookHandler:
-    """Attaches a ``train_hook`` component to a network and drives it from the trainer's events.
+@runtime_checkable
+class TrainHook(Protocol):
+    """The contract of a ``train_hook`` component (FREM is one): it changes training only, never evaluation.
 
-    A train hook exposes ``attach(model)`` and ``attach_to_engine(engine)`` (e.g. to re-draw its
-    choices every epoch); it must leave evaluation untouched.
+    Every bundle's trainer honours it through :class:`TrainHookHandler`, so a hook works on any bundle and any
+    architecture (it names the layer it acts on, e.g. ``layer="encoder.4"``).
     """
 
-    def __init__(self, hook: Any, network: torch.nn.Module) -> None:
+    def attach(self, model: torch.nn.Module) -> Any:
+        """Install on ``model`` (e.g. a forward hook on a named layer that is inert when the layer is in eval mode)."""
+
+    def attach_to_engine(self, engine: Engine) -> Any:
+        """Follow the trainer's events (e.g. draw new choices at every epoch start)."""
+
+    def detach(self) -> None:
+        """Leave the model exactly as it was before :meth:`attach`."""
+
+
+class TrainHookHandler:
+    """Drives a :class:`TrainHook` from the trainer: attached to the network with the trainer, detached when training ends.
+
+    ``hook`` None (no ``--train_hook``) attaches nothing, so every bundle can list this handler unconditionally.
+    """
+
+    def __init__(self, hook: TrainHook | None, network: torch.nn.Module) -> None:
+        if hook is not None and not isinstance(hook, TrainHook):
+            missing = [m for m in ("attach", "attach_to_engine", "detach") if not callable(getattr(hook, m, None))]
+            raise TypeError(f"train hook {type(hook).__name__} lacks {', '.join(missing)} of segzoo.engine.TrainHook")
         self.hook = hook
         self.network = network
 
     def attach(self, engine: Engine) -> None:
         from segzoo.engine.runs import unwrap
 
+        if self.hook is None:
+            return
         self.hook.attach(unwrap(self.network))
         self.hook.attach_to_engine(engine)
+        engine.add_event_handler(Events.COMPLETED, lambda _: self.hook.detach())

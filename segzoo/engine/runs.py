@@ -11,7 +11,7 @@ import torch
 
 import segzoo
 from segzoo.engine.store import read_run_info
-from segzoo.overrides import as_flag
+from segzoo.overrides import as_flag, is_none
 from segzoo.registry import SegzooError
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -103,6 +103,11 @@ def shared_run_name(prefix: str) -> str:
     if dist.is_available() and dist.is_initialized():
         dist.broadcast_object_list(name, src=0)
     return name[0]
+
+
+def build_optional(kind: str, name: str | None, **params: Any) -> Any:
+    """``segzoo.build(kind, name, **params)``, or None when ``name`` is none (an optional component, e.g. a train hook)."""
+    return None if is_none(name) else segzoo.build(kind, name, **params)
 
 
 def prepare_network(network: torch.nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False) -> torch.nn.Module:  # noqa: A002 - torch's word

@@ -56,6 +56,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{role: {"name", **params}}`` of the components a run built (see :class:`MLflowTracker`'s ``components``)."""
+    described = {}
+    for role, component in components.items():
+        record = segzoo.built(component)
+        if record is not None:
+            described[role] = record.describe()
+        elif isinstance(component, (list, tuple)) and len(component) == 2 and isinstance(component[0], str):
+            described[role] = {"name": component[0], **dict(component[1] or {})}
+        elif component is not None:
+            raise TypeError(f"MLflowTracker components['{role}']: expected an object built by segzoo.build, a (name, params) "
+                            f"pair or None, got {type(component).__name__}")
+    return described
+
+
 def plugin_versions() -> dict[str, str]:
     return {f"plugin.{p.name}": p.version for p in segzoo.plugin_manager().plugins if p.error is None}
 
@@ -68,7 +83,9 @@ class MLflowTracker:
         run_name: the run's name in the MLflow UI.
         output_dir: where checkpoints and plots are written; the run id is kept there so a resumed
             training continues the same MLflow run.
-        components: what the run built, e.g. ``{"architecture": ("pyconvunet", {...})}``; logged as params.
+        components: what the run built, by role: an object built by the registry (its ``segzoo_built`` record is
+            read), a ``(name, params)`` pair for what keeps no record (a dataset's items), or None (not used);
+            logged as params and written to ``components.json``.
         evaluator: the validation engine whose metrics are logged each epoch.
         artifacts: files logged at the end if they exist (e.g. the best checkpoint).
         panel: ``callable() -> matplotlib figure`` drawn at the end (image / mask / prediction).
@@ -94,7 +111,7 @@ class MLflowTracker:
         self.experiment = experiment
         self.run_name = run_name
         self.output_dir = Path(output_dir)
-        self.components = components or {}
+        self.components = describe_components(components or {})
         self.evaluator = evaluator
         self.artifacts = artifacts or []
         self.panel = panel
@@ -144,16 +161,16 @@ class MLflowTracker:
         resume_id = store.read_run_id(self.output_dir) if self.resume else None
         self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id)
         self.uri = self.client.tracking_uri
-        store.write_run_info(self.output_dir, {role: {"name": name, **dict(values or {})} for role, (name, values) in self.components.items()})
+        store.write_run_info(self.output_dir, self.components)
         if resume_id:
             self.history = store.read_history(self.output_dir)
             return
         store.write_run_id(self.output_dir, self.run_id)
         params: dict[str, str] = {"git_commit": git_commit(), "segzoo_version": segzoo.__version__, "output_dir": str(self.output_dir)}
         params.update(plugin_versions())
-        for role, (name, values) in self.components.items():
-            params[role] = name
-            params.update({f"{role}.{k}": v for k, v in flatten(values).items()})
+        for role, described in self.components.items():
+            params[role] = described["name"]
+            params.update({f"{role}.{k}": v for k, v in flatten(described).items() if k != "name"})
         params.update({k: str(v) for k, v in self.extra_params.items()})
         if self.config is not None:
             params.update({f"config.{k}": v for k, v in flatten(self.config).items() if not k.startswith("_meta_")})

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Sequence
 
 import segzoo
+from segzoo.overrides import is_none
 from segzoo.registry import SegzooError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
@@ -83,17 +84,21 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
 
 
 def check_components(components: dict[str, tuple[str, str | list[str] | None]]) -> None:
-    """Each ``config_key: (kind, name or names)`` must be registered; the error names the config key and the closest names."""
+    """Each ``config_key: (kind, name or names)`` must be registered (a ``none`` name is "not used"); the error names
+    the config key and the closest names."""
     for key, (kind, names) in components.items():
-        for name in [names] if isinstance(names, str) else names or []:
+        for name in [] if is_none(names) else [names] if isinstance(names, str) else names:
             try:
                 segzoo.get(kind, name)
             except SegzooError as err:
                 raise ConfigError(f"config key '{key}' = {name!r}: {err}") from None
 
 
-def check_params(key: str, kind: str, name: str, preset: str | None = None, **params: Any) -> None:
-    """Validate a component's parameters up front, so a wrong type names the config key that holds it."""
+def check_params(key: str, kind: str, name: str | None, preset: str | None = None, **params: Any) -> None:
+    """Validate a component's parameters up front, so a wrong type names the config key that holds it (a ``none``
+    name, an optional component not used, has none to check)."""
+    if is_none(name):
+        return
     try:
         segzoo.get(kind, name).validate(preset, **params)
     except SegzooError as err:
