@@ -144,7 +144,8 @@ dice = segzoo.component("metric", "dice", ThresholdParams, "Dice of the foregrou
                         "Li et al. 2021, eq. (3)-(4)")(Dice)
 foreground_iou = segzoo.component(
     "metric", "foreground_iou", ThresholdParams,
-    "IoU of the foreground only, TP/(TP+FP+FN) (per image, then mean over images): PyConvU-Net Table 2's 'MIoU'",
+    "IoU of the foreground only, TP/(TP+FP+FN) (per image, then mean over images): what PyConvU-Net's Table 2 reports "
+    "as 'MIoU', although its eq. (1) defines miou_with_background",
 )(ForegroundIoU)
 class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean over images)")(ClassIoU)
 
