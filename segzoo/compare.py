@@ -101,7 +101,7 @@ def run(comparison: Comparison) -> Path:
     import mlflow
 
     from segzoo.compare_report import write_report
-    from segzoo.engine.mlflow_runs import flatten, log_params, open_run
+    from segzoo.engine.mlflow_runs import closed_with_status, flatten, log_params, open_run
     from segzoo.engine.runs import run_name
 
     comparison.output = comparison.output or Path("runs") / comparison.bundle.name / "compare"
@@ -113,7 +113,7 @@ def run(comparison: Comparison) -> Path:
         comparison.state["parent_run_id"] = parent
         _save_state(comparison)
         log_params(client, parent, {"archs": ",".join(comparison.archs), **flatten(comparison.settings)})
-    try:
+    with closed_with_status(client, parent):
         for arch in comparison.archs:
             entry = comparison.state["archs"].setdefault(arch, {})
             if "metrics" in entry:
@@ -127,10 +127,6 @@ def run(comparison: Comparison) -> Path:
         paths = write_report(comparison)
         for path in paths:
             client.log_artifact(parent, str(path))
-    except BaseException as exc:
-        client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
     return paths[0]
 
 

@@ -6,7 +6,8 @@ table's recipe files merged over it and the row's overrides, then is scored by `
 the held-out split, as one MLflow child run under one parent run. A state file in the output folder records
 each finished row, so a rerun with the same ``--output`` resumes (an interrupted training resumes from its
 ``last.pt``). Rows whose data is missing or whose mechanism the bundle lacks are listed with the reason, never
-filled in. Results go to ``reproduce.md`` and ``reproduce.csv`` (see :mod:`segzoo.reproduce_report`).
+filled in. Results go to ``reproduce.md`` and ``reproduce.csv`` (see :mod:`segzoo.reproduce_report`). The parent
+run lives in the bundle's MLflow experiment, beside the rows' runs.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def hardware() -> str:
 def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
               overrides: dict[str, Any], tracking_uri: str | None = None) -> Path:
     """Run ``rows`` of ``table`` not yet finished in ``output``, then write and log the report; returns the markdown path."""
-    from segzoo.engine.mlflow_runs import log_params, open_run
+    from segzoo.engine.mlflow_runs import closed_with_status, log_params, open_run
 
     if dataset_dir is None and table.kind == "train":
         print(f"WARNING: no --dataset_dir: {table.name} runs on the bundle's synthetic data; the numbers are NOT comparable "
@@ -91,12 +92,13 @@ def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | No
     settings = {"table": table.name, "dataset_dir": dataset_dir and str(Path(dataset_dir).resolve()), "dataset": dataset,
                 "epochs": epochs, "overrides": overrides}
     state = _load_state(output, settings)
-    client, parent = open_run(tracking_uri, "reproduce", f"reproduce-{table.name}", run_id=state.get("parent_run_id"))
+    experiment = bundles.Bundle(table.bundle).name  # beside the rows' runs, so MLflow nests them under the parent
+    client, parent = open_run(tracking_uri, experiment, f"reproduce-{table.name}", run_id=state.get("parent_run_id"))
     if "parent_run_id" not in state:
         state["parent_run_id"] = parent
         _save_state(output, state)
         log_params(client, parent, {k: json.dumps(v) for k, v in settings.items()})
-    try:
+    with closed_with_status(client, parent):
         for row in rows:
             entry = state["rows"].setdefault(row.name, {})
             if "result" in entry or row.skip:
@@ -112,10 +114,6 @@ def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | No
         paths = write_report(table, rows, state["rows"], output, dataset_dir, dataset, epochs)
         for path in paths:
             client.log_artifact(parent, str(path))
-    except BaseException as exc:
-        client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
     return paths[0]
 
 
@@ -130,7 +128,7 @@ def _complexity(table: Table, row: Row, output: Path, dataset_dir: str | None, d
     result = {"params_m": counts.params_m, "gmac": counts.gmac, "epochs": None}
     from segzoo.engine.mlflow_runs import open_run
 
-    _, child = open_run(client.tracking_uri, "reproduce", row.name, parent_run_id=parent)
+    _, child = open_run(client.tracking_uri, bundles.Bundle(table.bundle).name, row.name, parent_run_id=parent)
     for key in ("params_m", "gmac"):
         client.log_metric(child, key, result[key])
     client.set_terminated(child, "FINISHED")

@@ -80,9 +80,9 @@ def test_shortened_reproduction_end_to_end_resumes_and_lists_what_it_could_not_r
     report = (out / "reproduce.md").read_text()
     assert "NOT comparable" in report and "eq. 1" in report and "kaggle.com/stevenazy/liver-dataset" in report
     client = MlflowClient(tracking_uri=uri)
-    parent = client.search_runs([client.get_experiment_by_name("reproduce").experiment_id])[0]
-    children = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    experiment = client.get_experiment_by_name("pyconvunet").experiment_id
+    parent = client.search_runs([experiment], "attributes.run_name = 'reproduce-pyconvunet-table2'")[0]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 2 and all("heldout_foreground_iou" in c.data.metrics for c in children)
     before = (out / "reproduce.csv").read_text()
     assert main(["reproduce", "pyconvunet-table2", *TINY, "--output", str(out), "--tracking_uri", uri]) == 0  # finished: nothing reruns
