@@ -75,3 +75,15 @@ def test_evaluation_recipes_score_with_metrics_named_by_definition(bundle: str) 
     parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("evaluate.json", "paper_evaluate.json")])
     names = [metric_spec(key, spec)[0] for key, spec in parser.get_parsed_content("metrics").items()]
     assert "miou" not in names and ("foreground_iou" in names or "miou_with_background" in names)
+
+
+def test_unetpp_row_trains_all_heads_and_is_scored_on_the_full_networks_head() -> None:
+    from segzoo.tables import get_table
+
+    row = get_table("pyconvunet-table2", BUNDLES).row("UNet++")
+    parser = resolved("pyconvunet", "paper.json", **row.overrides, **{"arch_params#base_channels": 4})
+    network = parser.get_parsed_content("network_def")
+    assert network.deep_supervision and network.eval_head == "full" and len(network.heads) == 4
+    loss, bce = parser.get_parsed_content("loss_function"), torch.nn.functional.binary_cross_entropy_with_logits
+    target, heads = torch.zeros(1, 1, 4, 4), [torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), -9.0)]
+    assert loss(heads, target) == pytest.approx(float((bce(heads[0], target) + bce(heads[1], target)) / 2))  # the mean over heads
