@@ -33,13 +33,13 @@ REPORT_FILES = ("comparison.md", "comparison.csv", "curves.png", "predictions.pn
 def write_report(comparison: Comparison) -> list[Path]:
     """comparison.md, comparison.csv, curves.png and predictions.png in the comparison's output folder."""
     from segzoo.engine.plots import plt, save_comparison_curves
-    from segzoo.engine.predict import panel
+    from segzoo.engine.predict import panel, probabilities
 
     archs, out = comparison.archs, comparison.output
     entries = {arch: comparison.state["archs"][arch] for arch in archs}
     evaluations = {arch: bundles.load(comparison.bundle, "evaluating", comparison.evaluation(arch)).parser for arch in archs}
     first = evaluations[archs[0]]
-    inferer, items = _mask_inferer(first), bundles.get(first, "dataset#data")
+    inferer, items = bundles.get(first, "inferer"), bundles.get(first, "dataset#data")
     models = {arch: bundles.get(parser, "network").cpu() for arch, parser in evaluations.items()}
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     ms = {(arch, device): ms_per_image(net, inferer, items[0]["image"], device, comparison.repeats)
@@ -57,16 +57,11 @@ def write_report(comparison: Comparison) -> list[Path]:
     _write_csv(rows, out / "comparison.csv")
     (out / "comparison.md").write_text(_markdown(rows, metrics, comparison, context))
     save_comparison_curves({arch: store.read_history(entry["run_dir"]) for arch, entry in entries.items()}, out / "curves.png")
-    figure = panel(models, items[: comparison.panel_images], inferer, "cpu")
+    to_probabilities = bundles.get(first, "mask_probabilities") or probabilities
+    figure = panel(models, items[: comparison.panel_images], inferer, "cpu", to_probabilities)
     figure.savefig(out / "predictions.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return [out / name for name in REPORT_FILES]
-
-
-def _mask_inferer(parser: Any) -> Callable:
-    """The evaluation's inferer, returning mask logits also for networks with several outputs (``mask_logits``)."""
-    inferer, mask_logits = bundles.get(parser, "inferer"), bundles.get(parser, "mask_logits")
-    return inferer if mask_logits is None else (lambda batch, network: mask_logits(inferer(batch, network)))
 
 
 @torch.no_grad()

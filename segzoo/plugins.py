@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from segzoo import hookspecs
-from segzoo.registry import Component, Registry
+from segzoo.registry import Component, Registry, check_contract, spec_of
 
 ENTRY_POINT_GROUP = "segzoo"
 
@@ -90,6 +90,8 @@ class PluginManager:
                 self._fail(name, module, version, problem)
                 return None
             contributed = [obj for result in self._call_own("segzoo_components", plugin) for obj in result or []]
+            for obj in contributed:
+                check_contract(spec_of(obj), name)  # a broken contract refuses the plugin, not the others
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)

@@ -19,6 +19,12 @@ from segzoo.errors import SegzooError
 from segzoo.overrides import is_none
 
 KINDS: tuple[str, ...] = ("architecture", "block", "train_hook", "loss", "fusion", "metric", "dataset", "backbone")
+# Parameters every caller of a kind passes (bundles build any architecture with these; networks any backbone), and the
+# model in segzoo.nn that declares them; checked when a plugin registers the component.
+REQUIRED_PARAMS: dict[str, tuple[tuple[str, ...], str]] = {
+    "architecture": (("in_channels", "out_channels", "final_activation"), "segzoo.nn.ArchitectureParams"),
+    "backbone": (("in_channels",), "segzoo.nn.BackboneParams"),
+}
 
 
 class Params(BaseModel):
@@ -39,6 +45,10 @@ class UnknownComponentError(SegzooError, KeyError):
 
 class ComponentParamsError(SegzooError, ValueError):
     """A parameter failed validation; the message names component, field, value and expectation."""
+
+
+class ComponentContractError(SegzooError):
+    """A component's parameter model lacks what every caller of its kind passes."""
 
 
 class DuplicateComponentError(SegzooError):
@@ -64,7 +74,8 @@ class Built:
 
     def describe(self) -> dict[str, Any]:
         """``{"name", "preset", **params, "plugin", "plugin_version"}``: one flat record for logs and files."""
-        return {"name": self.name, "preset": self.preset, **self.params, "plugin": self.plugin, "plugin_version": self.plugin_version}
+        return {"name": self.name, "preset": self.preset, **self.params,
+                "plugin": self.plugin, "plugin_version": self.plugin_version}
 
 
 def built(obj: Any) -> Built | None:
@@ -112,7 +123,8 @@ class Component:
         """
         validated = self.validate(preset, **params)
         obj = self.factory(**{name: getattr(validated, name) for name in type(validated).model_fields})
-        record = Built(self.kind, self.name, None if is_none(preset) else preset, validated.model_dump(), self.plugin, self.plugin_version)
+        preset = None if is_none(preset) else preset
+        record = Built(self.kind, self.name, preset, validated.model_dump(), self.plugin, self.plugin_version)
         try:
             obj.segzoo_built = record
         except (AttributeError, TypeError):
@@ -182,6 +194,17 @@ def spec_of(obj: Any) -> Component:
     return spec
 
 
+def check_contract(spec: Component, plugin: str) -> None:
+    """Refuse a component whose parameter model lacks what every caller of its kind passes (:data:`REQUIRED_PARAMS`)."""
+    required, model = REQUIRED_PARAMS.get(spec.kind, ((), ""))
+    missing = [name for name in required if name not in spec.params.model_fields]
+    if missing:
+        raise ComponentContractError(
+            f"{spec.kind} '{spec.name}' of plugin '{plugin}': its parameter model {spec.params.__name__} lacks "
+            f"{', '.join(missing)}, which every caller of a {spec.kind} passes; derive it from {model}."
+        )
+
+
 class Registry:
     """All components, keyed by (kind, name)."""
 
@@ -190,6 +213,7 @@ class Registry:
 
     def add(self, obj: Any, plugin: str, plugin_version: str) -> Component:
         spec = spec_of(obj)
+        check_contract(spec, plugin)
         key = (spec.kind, spec.name)
         if key in self._components:
             other = self._components[key]

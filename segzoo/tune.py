@@ -72,7 +72,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     overrides = override_text.parse_overrides(pairs)
     for key in overrides:
         if key in RESERVED_KEYS:
-            raise SegzooError(f"--override {key}: tune sets {', '.join(RESERVED_KEYS)} itself (use --epochs for the training length)")
+            raise SegzooError(f"--override {key}: tune sets {', '.join(RESERVED_KEYS)} itself "
+                              "(use --epochs for the training length)")
     return overrides
 
 

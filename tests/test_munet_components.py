@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
-from pydantic import Field
 from torch import nn
 
 import segzoo
+from segzoo.nn import Backbone, BackboneParams
 from segzoo.plugins import PluginManager
 from segzoo_munet.fusion import resized
 
@@ -49,8 +49,8 @@ def test_backbone_gives_c1_to_c5_at_strides_2_to_32_without_max_pooling(name: st
     backbone = segzoo.build("backbone", name, in_channels=1).eval()
     with torch.no_grad():
         features = backbone(torch.rand(1, 1, 64, 96))
-    assert backbone.channels == BACKBONE_CHANNELS[name]
-    assert [tuple(f.shape) for f in features] == [(1, c, 64 // s, 96 // s) for c, s in zip(backbone.channels, (2, 4, 8, 16, 32))]
+    assert backbone.out_channels == BACKBONE_CHANNELS[name] and backbone.strides == (2, 4, 8, 16, 32)
+    assert [tuple(f.shape) for f in features] == [(1, c, 64 // s, 96 // s) for c, s in zip(backbone.out_channels, backbone.strides)]
     assert not any(isinstance(m, nn.MaxPool2d) for m in backbone.modules()), "Sec. III replaces max-pooling by 3x3/2 convs"
 
 
@@ -116,16 +116,14 @@ def test_munet_explains_bad_parameters() -> None:
         segzoo.build("architecture", "munet", backbone="resnet5")
 
 
-class TinyParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input channels")
-
-
-@segzoo.component("backbone", "tiny_test_backbone", params=TinyParams, summary="five stride-2 convolutions (test only)")
+@segzoo.component("backbone", "tiny_test_backbone", params=BackboneParams, summary="five stride-2 convolutions (test only)")
 class TinyBackbone(nn.Module):
+    strides = (2, 4, 8, 16, 32)
+
     def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.channels = [4, 8, 8, 16, 16]
-        widths = [in_channels, *self.channels]
+        self.out_channels = [4, 8, 8, 16, 16]
+        widths = [in_channels, *self.out_channels]
         self.stages = nn.ModuleList(nn.Conv2d(i, o, 3, stride=2, padding=1) for i, o in itertools.pairwise(widths))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -287,3 +285,15 @@ def test_sensitivity_without_positive_images_is_nan() -> None:
     metric = segzoo.build("metric", "sensitivity")
     metric(torch.tensor([[0.9, 0.1]]), torch.tensor([0]))
     assert math.isnan(metric.aggregate().item())
+
+
+def test_resnet34_unets_encoder_is_a_backbone_munet_builds_by_name() -> None:
+    from segzoo_munet.munet import MUNet
+
+    backbone = segzoo.build("backbone", "resnet34", in_channels=1)
+    assert isinstance(backbone, Backbone) and tuple(backbone.strides) == (2, 4, 8, 16, 32)
+    net = segzoo.build("architecture", "munet", backbone="resnet34", in_channels=1, decoder_channels=[32, 16, 16, 8]).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 64, 64))["fused"].shape == (1, 1, 64, 64)
+    with pytest.raises(TypeError, match="lacks out_channels and strides"):
+        MUNet(nn.Conv2d(1, 4, 3), segzoo.build("fusion", "mean"))

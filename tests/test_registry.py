@@ -50,10 +50,10 @@ def test_unknown_preset_lists_the_presets() -> None:
         segzoo.build("architecture", "unet", preset="tiny")
 
 
-def _plugin(name: str):
-    """A minimal plugin object contributing one loss called ``name``."""
+def _plugin(name: str, kind: str = "loss"):
+    """A minimal plugin object contributing one component (without parameters) called ``name``."""
 
-    @segzoo.component("loss", name, params=segzoo.Params, summary="test loss")
+    @segzoo.component(kind, name, params=segzoo.Params, summary="test component")
     def factory() -> nn.Module:
         return nn.L1Loss()
 
@@ -82,6 +82,13 @@ def test_a_plugin_that_fails_to_import_warns_and_the_others_load() -> None:
     assert ("architecture", "pyconvunet") in manager.registry
     failed = [p for p in manager.plugins if p.error]
     assert [p.name for p in failed] == ["broken"] and "ModuleNotFoundError" in failed[0].error
+
+
+def test_an_architecture_without_the_parameters_bundles_pass_is_refused_at_registration() -> None:
+    manager = PluginManager()
+    with pytest.warns(SegzooPluginWarning, match="lacks in_channels, out_channels, final_activation.*segzoo.nn.ArchitectureParams"):
+        manager.register(_plugin("no_channels", kind="architecture"), name="careless", version="1.0")
+    assert ("architecture", "no_channels") not in manager.registry and manager.plugins[-1].error
 
 
 def test_builtins_are_registered_as_plugins_like_any_other() -> None:

@@ -17,8 +17,15 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import ConvNormAct, DoubleConv, EncoderDecoderParams, check_input_size, output_activation, plain_conv
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import (
+    ConvNormAct,
+    DoubleConv,
+    EncoderDecoderParams,
+    FinalActivation,
+    check_input_size,
+    output_activation,
+    plain_conv,
+)
 
 CITATION = (
     "Oktay O, Schlemper J, Le Folgoc L, et al. Attention U-Net: learning where to look for the pancreas. "

@@ -16,8 +16,7 @@ from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
 import segzoo
-from segzoo.nn import ArchitectureParams, check_input_size, output_activation
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import ArchitectureParams, FinalActivation, check_input_size, output_activation
 
 CITATION = (
     "Long J, Shelhamer E, Darrell T. Fully convolutional networks for semantic segmentation. CVPR 2015; "

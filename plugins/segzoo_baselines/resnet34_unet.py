@@ -4,6 +4,8 @@ The encoder is MONAI's ``ResNet`` configured as torchvision's ResNet-34 (7x7/2 s
 projection shortcuts without bias) and used up to ``layer4``; MONAI's ``ResNetFeatures`` is not used
 because its ResNet-34 has parameter-free (type A) shortcuts. LinkNet joins encoder and decoder by
 addition, not concatenation, which keeps the decoder and head light (0.37 M of the 21.66 M parameters).
+The encoder keeps the core's backbone contract and is registered as backbone ``resnet34``, so MUNet (or any
+network that builds a backbone by name) can use it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 import segzoo
-from segzoo.nn import ArchitectureParams, check_input_size, output_activation
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import ArchitectureParams, BackboneParams, FinalActivation, check_input_size, output_activation
 
 CITATION = (
     "He K, Zhang X, Ren S, Sun J. Deep residual learning for image recognition. CVPR 2016; "
@@ -29,7 +30,10 @@ RESNET34_BLOCKS = (3, 4, 6, 3)
 
 
 class ResNet34Encoder(nn.Module):
-    """Feature maps of the four residual stages, at strides 4, 8, 16 and 32."""
+    """Feature maps of the stem and the four residual stages, at strides 2, 4, 8, 16 and 32 (a :class:`segzoo.nn.Backbone`)."""
+
+    out_channels = (RESNET34_WIDTHS[0], *RESNET34_WIDTHS)
+    strides = (2, 4, 8, 16, 32)
 
     def __init__(self, in_channels: int, spatial_dims: int = 2) -> None:
         super().__init__()
@@ -48,8 +52,9 @@ class ResNet34Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         net = self.resnet
-        x = net.maxpool(net.act(net.bn1(net.conv1(x))))
-        features = []
+        x = net.act(net.bn1(net.conv1(x)))
+        features = [x]
+        x = net.maxpool(x)
         for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
             x = stage(x)
             features.append(x)
@@ -99,7 +104,7 @@ class ResNet34UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(x, self.stride, "ResNet34-UNet")
-        skips = self.encoder(x)
+        skips = self.encoder(x)[1:]  # the residual stages, strides 4..32; the decoder's head rebuilds stride 2
         x = skips.pop()
         for block in self.decoder:
             x = block(x)
@@ -134,3 +139,11 @@ def resnet34_unet(
     in_channels: int, out_channels: int, spatial_dims: int, final_activation: FinalActivation
 ) -> ResNet34UNet:
     return ResNet34UNet(in_channels, out_channels, spatial_dims, final_activation)
+
+
+@segzoo.component(
+    "backbone", "resnet34", params=BackboneParams, citation=CITATION.split("; ")[0],
+    summary="ResNet-34 (MONAI ResNet, torchvision layout): stem and four stages at strides 2..32, ResNet34-UNet's encoder",
+)
+def resnet34(in_channels: int) -> ResNet34Encoder:
+    return ResNet34Encoder(in_channels)

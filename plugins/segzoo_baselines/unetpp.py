@@ -15,8 +15,7 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import DoubleConv, EncoderDecoderParams, check_input_size, output_activation, plain_conv
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import DoubleConv, EncoderDecoderParams, FinalActivation, check_input_size, output_activation, plain_conv
 
 EvalHead = Literal["mean", "full"]
 

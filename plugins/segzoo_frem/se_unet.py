@@ -8,7 +8,6 @@ deep-supervision head. FREM itself is not part of the network: it is the ``frem`
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Dropout
@@ -16,13 +15,12 @@ from pydantic import Field
 from torch import nn
 
 import segzoo
-from segzoo.nn import DoubleConv, UNetSkeleton, plain_conv
-from segzoo.nn.unet import StageFactory
+from segzoo.nn import ArchitectureParams, DoubleConv, StageFactory, UNetSkeleton, plain_conv
 from segzoo_frem import CITATION, DROSOPHILA_FREM, ENCODER_END_CHANNELS, MOUSE_FREM
 from segzoo_frem.se import se
 
 
-class SEUNetParams(segzoo.Params):
+class SEUNetParams(ArchitectureParams):
     in_channels: int = Field(1, gt=0, description="input image channels")
     out_channels: int = Field(4, gt=0, description="classes (softmax); the paper has 3 (mouse cells) or 4 (Drosophila)")
     base_channels: int = Field(32, gt=0, description="features at full resolution; doubled after each pooling (512 at depth 4)")
@@ -30,10 +28,6 @@ class SEUNetParams(segzoo.Params):
     se_reduction: int = Field(16, gt=0, description="SE reduction ratio r")
     bottleneck_dropout: float = Field(0.0, ge=0, lt=1, description="channel-dropout rate at the encoder end (dropout row: B/512)")
     deep_supervision: bool = Field(False, description="add a 1x1-conv head at the encoder end; training returns [main, aux]")
-    spatial_dims: int = Field(2, ge=2, le=3, description="2 for images, 3 for volumes")
-    final_activation: Literal["auto", "sigmoid", "softmax", "identity"] = Field(
-        "auto", description="auto: sigmoid for 1 output channel, softmax otherwise; identity returns logits"
-    )
 
 
 class SEUNet(UNetSkeleton):

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 import segzoo
-from segzoo.nn import check_input_size, output_activation
+from segzoo.nn import check_backbone, check_input_size, output_activation
 from segzoo_munet import CITATION
 from segzoo_munet.backbones import BACKBONE_NAMES
 from segzoo_munet.backbones.pyramid import STRIDES
@@ -78,11 +78,7 @@ class MUNet(nn.Module):
         final_activation: str = "auto",
     ) -> None:
         super().__init__()
-        encoder_channels = list(backbone.channels)
-        if len(encoder_channels) != len(STRIDES):
-            raise ValueError(
-                f"MUNet needs a backbone with five feature maps C1..C5, this one declares channels {encoder_channels}"
-            )
+        encoder_channels = check_backbone(backbone, "MUNet", STRIDES)
         if decoder_channels is None:
             decoder_channels = [encoder_channels[-1] // 2**i for i in range(1, 5)]
         self.backbone = backbone

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import segzoo
-from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton
-from segzoo_pyconvunet.pyconv import Implementation, PyConv
+from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton, block_factory
+from segzoo_pyconvunet.pyconv import Implementation
 
 CITATION = "Li C, Fan Y, Cai X. PyConvU-Net: a lightweight and multiscale network for biomedical image segmentation. BMC Bioinformatics 22, 14 (2021)"
 
@@ -61,8 +59,8 @@ PARAMS_MATCHED_PYRAMIDS = [{"kernels": [3, 5, 7, 9], "groups": [8, 16, 32, 32]}]
 
 # The same parameter budget (3.57 M) arranged for CPU wall-clock time (docs/performance.md): narrower
 # (base 24), plain grouped 3x3 at the two full-resolution levels where large kernels cost the most time,
-# and the full 3/5/7/9 pyramid only where feature maps are small. Inference at 512x512 takes about 0.4x
-# the U-Net's time on a 2-core CPU, where the `params_matched` preset takes about 1.1x.
+# and the full 3/5/7/9 pyramid only where feature maps are small (`nox -s bench` measures its time against
+# the U-Net's and the `paper` and `params_matched` presets').
 FAST_PYRAMIDS = [
     {"kernels": [3], "groups": [2]},
     {"kernels": [3], "groups": [4]},
@@ -108,7 +106,8 @@ def pyconvunet(
 
     def make_stage(cin: int, cout: int, level: int) -> DoubleConv:
         p = per_level[level]
-        conv = partial(PyConv, kernels=p.kernels, groups=p.groups, shares=p.shares, spatial_dims=spatial_dims, implementation=implementation)
+        conv = block_factory("pyconv", kernels=p.kernels, groups=p.groups, shares=p.shares, spatial_dims=spatial_dims,
+                             implementation=implementation)
         return DoubleConv(cin, cout, conv, spatial_dims)
 
     channels = [base_channels * 2**i for i in range(depth + 1)]

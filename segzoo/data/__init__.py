@@ -1,4 +1,5 @@
-"""Data: readers with up-front validation, the synthetic default, splits, offline expansion and tiling."""
+"""Data: readers of image/mask folders with up-front validation, the synthetic default, seeded splits, offline
+expansion and fixed tiling."""
 
 from segzoo.data.folder import DataError, load_folder, load_images, read_image
 from segzoo.data.offline import expand_offline, tiles

@@ -58,7 +58,7 @@ PROPERTIES: dict[str, dict[str, str]] = {
 # Keys a bundle may leave out; segzoo reads them as these defaults.
 OPTIONAL: dict[str, Any] = {
     "preset": None,  # the architecture's preset, whose published figures compare shows
-    "mask_logits": None,  # callable: inferer output -> (B, C, H, W) mask logits, for networks with several outputs
+    "mask_probabilities": None,  # callable: inferer output -> (B, C, H, W) mask probabilities (default: sigmoid/softmax)
 }
 
 

@@ -15,24 +15,30 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Probabilities ``(C, H, W)`` for one image ``(C, H, W)``; the network is left in the mode it was in."""
+def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: torch.device | str = "cpu",
+            to_probabilities: Callable[[Any], torch.Tensor] = probabilities) -> torch.Tensor:
+    """Probabilities ``(C, H, W)`` for one image ``(C, H, W)``; the network is left in the mode it was in.
+
+    ``to_probabilities`` maps the inferer's output to mask probabilities (default: sigmoid/softmax of logits).
+    """
     was_training = network.training
     network.eval()
     try:
         batch = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
-        return probabilities(inferer(batch, network).float())[0].cpu()
+        output = inferer(batch, network)
+        return to_probabilities(output.float() if torch.is_tensor(output) else output).float()[0].cpu()
     finally:
         network.train(was_training)
 
 
-def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable, device: torch.device | str = "cpu"):
+def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable,
+          device: torch.device | str = "cpu", to_probabilities: Callable[[Any], torch.Tensor] = probabilities):
     """A figure with one row per item: image, label, then each model's thresholded prediction."""
     rows = []
     for item in items:
         row = {"name": item.get("name", ""), "image": item["image"], "label": item["label"]}
         for title, network in models.items():
-            prob = predict(network, item["image"], inferer, device)
+            prob = predict(network, item["image"], inferer, device, to_probabilities)
             row[title] = (prob >= 0.5).float() if prob.shape[0] == 1 else prob
         rows.append(row)
     return prediction_panel(rows, ["image", "label", *models])

@@ -27,8 +27,7 @@ def amp_kwargs(dtype: str) -> dict[str, torch.dtype]:
 def train_loader_class(device: torch.device | str) -> type:
     """The training data loader for ``device``: on a GPU, MONAI's ``ThreadDataLoader`` prepares the next batch in a
     thread while the GPU trains; on a CPU the plain ``DataLoader`` runs the transforms inline, because a thread
-    would compete with the convolutions for the cores (docs/performance.md: 1.04-1.06x against 1.02x of a
-    plain loop's epoch time on 2 cores)."""
+    would compete with the convolutions for the cores (docs/performance.md measures both against a plain loop)."""
     from monai.data import DataLoader, ThreadDataLoader
 
     return ThreadDataLoader if torch.device(device).type == "cuda" else DataLoader
@@ -61,8 +60,11 @@ def _trained_as(path: str | os.PathLike) -> str:
 def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:
     """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another network is refused, naming both.
 
-    ``expected`` describes the network asked for (``name``, ``preset``, ``in_channels``, ``out_channels``) for the message.
+    ``expected`` describes the network asked for (``name``, ``preset``, ``in_channels``, ``out_channels``) for the
+    message; by default the network's own record of how it was built (``segzoo_built``).
     """
+    record = segzoo.built(network)
+    expected = expected or (record.describe() if record is not None else None)
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get(key, state) if isinstance(state, dict) else state
     own = network.state_dict()

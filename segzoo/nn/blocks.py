@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Norm
@@ -54,6 +54,19 @@ class DoubleConv(nn.Sequential):
             ConvNormAct(in_channels, out_channels, conv, spatial_dims),
             ConvNormAct(out_channels, out_channels, conv, spatial_dims),
         )
+
+
+def block_factory(name: str, **params: Any) -> ConvFactory:
+    """A factory of the registered ``block`` ``name`` (built with ``params`` for each ``in_channels -> out_channels``), so
+    a network that takes a block can take any registered one by name (e.g. ``pyconv``)."""
+    import segzoo
+
+    segzoo.get("block", name)  # an unknown name fails now, naming the registered blocks
+
+    def make(in_channels: int, out_channels: int) -> nn.Module:
+        return segzoo.build("block", name, in_channels=in_channels, out_channels=out_channels, **params)
+
+    return make
 
 
 def plain_conv(kernel_size: int = 3, bias: bool = True, spatial_dims: int = 2) -> ConvFactory:

@@ -1,9 +1,8 @@
-"""The backbone contract MUNet relies on, and the layers every backbone here shares.
+"""The layers every MUNet backbone here shares, and the pyramid that exposes their five stages.
 
-A backbone is any ``nn.Module`` with a ``channels`` list of five ints and a
-``forward(x)`` returning the five feature maps C1..C5 of Section III, at strides
-2, 4, 8, 16 and 32. A third-party plugin registers one as a component of kind
-``backbone`` whose factory takes ``in_channels``; MUNet builds it by name.
+MUNet taps five feature maps C1..C5 (Section III) at strides 2, 4, 8, 16 and 32 from any backbone that keeps
+the core's contract (:class:`segzoo.nn.Backbone`: ``out_channels``, ``strides``, ``forward`` returning the maps);
+a third-party plugin registers one as a component of kind ``backbone`` and MUNet builds it by name.
 """
 
 from __future__ import annotations
@@ -16,15 +15,14 @@ from monai.networks.blocks import Convolution
 from pydantic import Field
 from torch import nn
 
-import segzoo
+from segzoo.nn import BackboneParams as CoreBackboneParams
 from segzoo.nn import check_input_size
 
 DownsampleMode = Literal["conv", "max"]
 STRIDES = (2, 4, 8, 16, 32)
 
 
-class BackboneParams(segzoo.Params):
-    in_channels: int = Field(3, gt=0, description="input image channels")
+class BackboneParams(CoreBackboneParams):
     downsample: DownsampleMode = Field(
         "conv",
         description="conv: every max-pool becomes a learned 3x3/2 conv + BN + ReLU (MUNet Sec. III); max: the original pool",
@@ -48,9 +46,9 @@ class Downsample(nn.Sequential):
 
 
 class FeaturePyramid(nn.Module):
-    """Five stages L1..L5 run in a row; ``forward`` returns every stage's output, C1..C5."""
+    """Five stages L1..L5 run in a row; ``forward`` returns every stage's output, C1..C5 (a :class:`segzoo.nn.Backbone`)."""
 
-    stride = STRIDES[-1]
+    strides = STRIDES
 
     def __init__(self, stages: Sequence[nn.Module], channels: Sequence[int], name: str) -> None:
         super().__init__()
@@ -59,11 +57,11 @@ class FeaturePyramid(nn.Module):
                 f"{name}: a backbone has {len(STRIDES)} stages, got {len(stages)} stages and {len(channels)} channel counts"
             )
         self.stages = nn.ModuleList(stages)
-        self.channels = list(channels)
+        self.out_channels = list(channels)
         self.name = name
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        check_input_size(x, self.stride, self.name)
+        check_input_size(x, self.strides[-1], self.name)
         features = []
         for stage in self.stages:
             x = stage(x)

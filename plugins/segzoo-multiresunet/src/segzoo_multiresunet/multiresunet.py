@@ -16,8 +16,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import segzoo
-from segzoo.nn import EncoderDecoderParams, check_input_size, output_activation
-from segzoo.nn.blocks import FinalActivation
+from segzoo.nn import EncoderDecoderParams, FinalActivation, check_input_size, output_activation
 
 CITATION = (
     "Ibtehaz N, Rahman MS. MultiResUNet: rethinking the U-Net architecture for multimodal biomedical "
