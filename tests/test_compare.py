@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -41,16 +40,12 @@ def children(uri: str, parent_id: str) -> list:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def isolated() -> None:
-    """One intra-op thread (two on two shared cores run these tiny networks ten times slower), and afterwards the
-    MLflow URI of the other tests back (the in-process trainings set it, environment variable included)."""
-    import mlflow
-
-    threads, uri = torch.get_num_threads(), os.environ["MLFLOW_TRACKING_URI"]
+def one_thread() -> None:
+    """One intra-op thread: two on two shared cores run these tiny networks ten times slower."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    mlflow.set_tracking_uri(uri)
 
 
 @pytest.fixture(scope="module")
