@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,12 @@ TINY = ["--epochs", "1", "--rows", "U-Net,UNet++", "--override", "synthetic#num_
 
 
 @pytest.fixture(scope="module", autouse=True)
-def isolated() -> None:
-    """One intra-op thread for the tiny trainings, and the other tests' MLflow URI back afterwards."""
-    import mlflow
-
-    threads, uri = torch.get_num_threads(), os.environ["MLFLOW_TRACKING_URI"]
+def one_thread() -> None:
+    """One intra-op thread: two on two shared cores run these tiny networks many times slower."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-    mlflow.set_tracking_uri(uri)
 
 
 def test_list_names_every_table_of_the_three_papers_with_its_data(capsys: pytest.CaptureFixture) -> None:
