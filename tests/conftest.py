@@ -23,6 +23,17 @@ TINY_DATA = ["--synthetic#num_images", "6", "--synthetic#size", "64", "--patch_s
 TINY = [*TINY_DATA, "--batch_size", "2"]
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> None:
+    """One intra-op thread for a module's tiny trainings: two on two shared cores run them many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh MLflow store for one test."""

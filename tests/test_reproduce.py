@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 
 import segzoo
 from segzoo.cli import main
@@ -20,13 +19,7 @@ TINY = ["--epochs", "1", "--rows", "U-Net,UNet++", "--override", "synthetic#num_
         "--override", "arch_params#base_channels=4", "--bundles_dir", str(BUNDLES)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> None:
-    """One intra-op thread: two on two shared cores run these tiny networks many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_list_names_every_table_of_the_three_papers_with_its_data(capsys: pytest.CaptureFixture) -> None:
