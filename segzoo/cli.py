@@ -169,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # Every module whose ``register(subparsers)`` adds ``segzoo`` subcommands; a new command adds its module here.
-COMMAND_MODULES = ("segzoo.cli", "segzoo.compare", "segzoo.tune", "segzoo.export.cli")
+COMMAND_MODULES = ("segzoo.cli", "segzoo.compare", "segzoo.reproduce", "segzoo.tune", "segzoo.export.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

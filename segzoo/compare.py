@@ -107,7 +107,7 @@ def run(comparison: Comparison) -> Path:
     import mlflow
 
     from segzoo.compare_report import write_report
-    from segzoo.engine.mlflow_runs import flatten, log_params, open_run
+    from segzoo.engine.mlflow_runs import closed_with_status, flatten, log_params, open_run
     from segzoo.engine.run_metadata import summarize, ui_link
     from segzoo.engine.runs import run_name
 
@@ -122,7 +122,7 @@ def run(comparison: Comparison) -> Path:
         comparison.state["parent_run_id"] = parent
         _save_state(comparison)
         log_params(client, parent, {"archs": ",".join(comparison.archs), **flatten(comparison.settings)})
-    try:
+    with closed_with_status(client, parent):
         for arch in comparison.archs:
             entry = comparison.state["archs"].setdefault(arch, {})
             if "metrics" in entry:
@@ -138,10 +138,6 @@ def run(comparison: Comparison) -> Path:
             client.log_artifact(parent, str(path))
         first_run = comparison.state["archs"][comparison.archs[0]]["run_id"]
         summarize(client, parent, first_run, title, paths[0].read_text())
-    except BaseException as exc:
-        client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
     print(f"MLflow comparison: {ui_link(client, parent)}")
     return paths[0]
 

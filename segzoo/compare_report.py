@@ -83,7 +83,7 @@ def ms_per_image(network: torch.nn.Module, inferer: Callable, image: Any, device
 
 
 def guess_paper_dataset(dataset_dir: str | None, archs: Sequence[str], preset: str | None) -> str | None:
-    """The dataset key of the published figures (``isbi2012`` in ``isbi2012.miou``) that ``dataset_dir``'s folder name names.
+    """The dataset key of the published figures (``isbi2012`` in ``isbi2012.foreground_iou``) that ``dataset_dir``'s folder name names.
 
     A key matches when the folder name, lower-cased and without punctuation, contains it or its letters
     before the first digit (``isbi2012`` matches ``ISBI``, ``isbi-2012``). Synthetic data matches none.
@@ -111,6 +111,14 @@ def _row(arch: str, entry: dict[str, Any], metrics: list[str], preset: str | Non
         "gmac": entry["gmac"], "paper_gmac": reported.get("gmac"), "cpu_ms": cpu_ms, "gpu_ms": gpu_ms,
         "run_id": entry["run_id"], "run_dir": entry["run_dir"],
     }
+
+
+def _definition(metric: str) -> str:
+    """A registered metric's one-line definition (its summary); a bundle's own key (``iou_membrane``) is named as is."""
+    try:
+        return segzoo.get("metric", metric).summary
+    except segzoo.SegzooError:
+        return "the bundle's metric of that name (see its metadata.json)"
 
 
 def _cell(value: Any, digits: int = 4) -> str:
@@ -143,8 +151,8 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str], comparison: Compar
         (f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}); only `arch` "
          "differs, so data, split, augmentation, seed and schedule are identical."),
         (f"Scores: the bundle's `evaluate.json` on the held-out part of the seeded split ({context['held_out']} images, never "
-         f"trained on), with {weights}. Each metric is computed per image, then averaged over images "
-         "(its definition: `segzoo info metric NAME`)."),
+         f"trained on), with {weights}. Each metric is computed per image, then averaged over images: "
+         + "; ".join(f"`{m}` = {_definition(m)}" for m in metrics) + "."),
         (f"Params and GMac: the trained network (in_channels={context['in_channels']}), one forward pass of a "
          f"{context['in_channels']}x{size} patch under the pinned rule of `segzoo/complexity.py`; the paper's are at 3x512x512."),
         (f"Times: median of {comparison.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "

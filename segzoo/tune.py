@@ -86,7 +86,7 @@ class Tuner:
     """One study of one bundle: runs the missing trials, then writes the best override and the plot."""
 
     def __init__(self, bundle: Path, space: list[Dimension], trials: int, output_dir: Path, study_name: str, storage: str,
-                 overrides: dict[str, Any], epochs: int | None = None, metric: str = "val_miou", seed: int = 0) -> None:
+                 overrides: dict[str, Any], epochs: int | None = None, metric: str = "val_miou_with_background", seed: int = 0) -> None:
         self.bundle = Bundle(bundle)
         self.bundle.read("training", {**overrides, **{d.name: d.value(d.low) for d in space}})  # a broken contract, key or type fails now
         self.space = space
@@ -230,7 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, help="NAME:int|float:LOW:HIGH[:log],...; names are config keys, e.g. B:int:1:512,X:float:1:1000")
     p.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study, counting earlier runs (default 50)")
     p.add_argument("--epochs", type=int, help="epochs per trial (default: the bundle's)")
-    p.add_argument("--metric", default="val_miou", help="validation metric to maximise, as logged by the bundle (default val_miou)")
+    p.add_argument("--metric", default="val_miou_with_background", help="validation metric to maximise, as logged by the bundle (default val_miou_with_background)")
     p.add_argument("--study", help="study name (default: <bundle>-tpe); the same name continues the study")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines (default: sqlite file in the output folder)")
     p.add_argument("--output-dir", help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")

@@ -36,6 +36,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> None:
+    """One intra-op thread for a module's tiny trainings: two on two shared cores run them many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh MLflow store for one test."""

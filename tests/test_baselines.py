@@ -96,6 +96,8 @@ def test_unetpp_deep_supervision_lists_heads_in_training_and_averages_them_in_ev
     torch.testing.assert_close(averaged, torch.stack(heads).mean(dim=0))
     with torch.no_grad():
         torch.testing.assert_close(heads[0], net.heads[-1](_full_network_features(net, x)))
+        net.eval_head = "full"  # the PyConvU-Net authors' code scores the full network's head alone
+        torch.testing.assert_close(net(x), heads[0])
 
 
 def _full_network_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:

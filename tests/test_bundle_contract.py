@@ -21,10 +21,10 @@ from tests.conftest import BUNDLES
 TINY = {
     "pyconvunet": {"archs": "unet", "overrides": ["synthetic#num_images=6", "synthetic#size=64", "patch_size=[64,64]",
                                                    "batch_size=2", "arch_params={'base_channels': 8}"],
-                   "space": "learning_rate:float:0.0001:0.01:log", "metric": "val_miou"},
+                   "space": "learning_rate:float:0.0001:0.01:log", "metric": "val_miou_with_background"},
     "frem": {"archs": "se_unet", "overrides": ["synthetic#num_images=6", "synthetic#size=64", "patch_size=[64,64]",
                                                "batch_size=2", "arch_params#base_channels=8"],
-             "space": "X:float:1:100", "metric": "val_miou"},
+             "space": "X:float:1:100", "metric": "val_miou_with_background"},
     "munet": {"archs": "munet", "overrides": ["synthetic#num_images=8", "synthetic#size=64", "sizes=[32,64]", "batch_size=2",
                                               "backbone=resnet50", "decoder_channels=[32,16,16,8]"],
               "space": "learning_rate:float:0.0001:0.01:log", "metric": "val_dice"},

@@ -68,7 +68,7 @@ def test_every_paper_row_builds_and_takes_a_training_step(row: str) -> None:
     with torch.no_grad():
         assert network(x).shape == (2, 4, 64, 64)  # evaluation: one tensor, every row
     metrics = parser.get_parsed_content("validate#metric_handlers")
-    assert list(metrics) == ["val_miou", *(f"val_iou_{name}" for name in CLASS_NAMES)]
+    assert list(metrics) == ["val_miou_with_background", *(f"val_iou_{name}" for name in CLASS_NAMES)]
 
 
 def test_synthetic_em_is_seeded_and_has_the_four_classes() -> None:
@@ -119,12 +119,12 @@ def test_supervision_row_trains_on_tem_files_then_evaluates_and_segments_whole_i
     (trained,) = client.search_runs([client.get_experiment_by_name("frem").experiment_id], filter_string=f"tags.mlflow.runName = '{run_dir.name}'")
     assert trained.data.params["loss"] == "deep_supervision" and trained.data.params["loss.aux_weight"] == "0.3257"
     assert trained.data.params["dataset.label_mapping"] == "tem_4class"
-    assert {"val_miou", *(f"val_iou_{name}" for name in CLASS_NAMES)} <= set(trained.data.metrics)
+    assert {"val_miou_with_background", *(f"val_iou_{name}" for name in CLASS_NAMES)} <= set(trained.data.metrics)
 
     shared = {"preset": "supervision", "arch_params#base_channels": 8, "patch_size": [64, 64], "runs_dir": str(tmp_path / "runs" / "frem")}
     run("evaluating", config_file=str(CONFIGS / "evaluate.json"), dataset_dir=str(data), label_mapping_name="tem_4class", **shared)
     rows = list(csv.DictReader((run_dir / "eval" / "per_image.csv").read_text().splitlines()))
-    assert len(rows) == 1 and set(rows[0]) == {"image", "miou", *(f"iou_{name}" for name in CLASS_NAMES)}
+    assert len(rows) == 1 and set(rows[0]) == {"image", "miou_with_background", *(f"iou_{name}" for name in CLASS_NAMES)}
 
     masks = tmp_path / "masks"
     run("inference", config_file=str(CONFIGS / "inference.json"), input_dir=str(data / "train" / "images"), output_dir=str(masks), **shared)

@@ -89,7 +89,7 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
     experiment = client.get_experiment_by_name("pyconvunet")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    for metric in ("train_loss", "val_miou", "val_dice", "val_foreground_iou"):
+    for metric in ("train_loss", "val_miou_with_background", "val_dice", "val_foreground_iou"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2], metric
     params = run.data.params
     assert params["architecture"] == "pyconvunet" and params["architecture.preset"] == "paper"
@@ -121,13 +121,13 @@ def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
                env={"MLFLOW_TRACKING_URI": trained["uri"]})
     eval_dir = trained["run_dir"] / "eval"
     rows = list(csv.DictReader(open(eval_dir / "per_image.csv")))
-    assert len(rows) == 1 and set(rows[0]) == {"image", "miou", "dice", "foreground_iou"}  # 20% of 6 images
+    assert len(rows) == 1 and set(rows[0]) == {"image", "miou_with_background", "dice", "foreground_iou"}  # 20% of 6 images
     summary = {r["metric"]: float(r["mean"]) for r in csv.DictReader(open(eval_dir / "summary.csv"))}
-    assert summary["miou"] == pytest.approx(float(rows[0]["miou"]), abs=1e-5)
+    assert summary["miou_with_background"] == pytest.approx(float(rows[0]["miou_with_background"]), abs=1e-5)
     runs = mlflow_client(trained["uri"]).search_runs(
         [mlflow_client(trained["uri"]).get_experiment_by_name("pyconvunet").experiment_id], filter_string="tags.mlflow.runName LIKE 'evaluate-%'"
     )
-    assert runs and "miou" in runs[0].data.metrics
+    assert runs and "miou_with_background" in runs[0].data.metrics
 
 
 def test_inference_writes_a_mask_per_image_with_sliding_windows(trained: dict, tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
     assert (run_dir / "model.pt").is_file() and (run_dir / "last.pt").is_file()
     client = mlflow_client(uri)
     runs = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
-    assert len(runs) == 1 and "val_miou" in runs[0].data.metrics  # only rank 0 logs
+    assert len(runs) == 1 and "val_miou_with_background" in runs[0].data.metrics  # only rank 0 logs
 
 
 def test_a_mistyped_override_stops_before_training_naming_the_closest_key(tmp_path: Path) -> None:

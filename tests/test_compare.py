@@ -61,9 +61,9 @@ def test_tables_list_every_architecture_with_scores_counts_and_times(compared: d
     rows = list(csv.DictReader((compared["out"] / "comparison.csv").read_text().splitlines()))
     assert [r["architecture"] for r in rows] == ["unet", "pyconvunet"]
     for row in rows:
-        assert 0 <= float(row["miou"]) <= 1 and 0 <= float(row["dice"]) <= 1 and 0 <= float(row["foreground_iou"]) <= 1
+        assert 0 <= float(row["miou_with_background"]) <= 1 and 0 <= float(row["dice"]) <= 1 and 0 <= float(row["foreground_iou"]) <= 1
         assert float(row["params_m"]) > 0 and float(row["gmac"]) > 0 and float(row["cpu_ms"]) > 0
-        assert row["paper_miou"] == ""  # synthetic data: the paper has no scores for it
+        assert row["paper_foreground_iou"] == ""  # synthetic data: the paper has no scores for it
     assert float(rows[0]["paper_params_m"]) == 7.77  # unet's published Table 3 figure, from its plugin
     table = (compared["out"] / "comparison.md").read_text()
     assert "| unet |" in table and "| pyconvunet |" in table and "GMac @1x64x64" in table
@@ -79,7 +79,7 @@ def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(co
     assert sorted(r.data.params["architecture"] for r in kids) == ["pyconvunet", "unet"]
     for kid in kids:
         assert kid.info.status == "FINISHED"
-        assert {"heldout_miou", "heldout_dice", "params_m", "gmac", "train_loss", "val_miou"} <= set(kid.data.metrics)
+        assert {"heldout_miou_with_background", "heldout_dice", "params_m", "gmac", "train_loss", "val_miou_with_background"} <= set(kid.data.metrics)
         assert kid.data.params["config.epochs"] == "1" and kid.data.params["config.arch_params.base_channels"] == "8"
     artifacts = {a.path for a in mlflow.list_artifacts(parent_id)}
     assert {"comparison.md", "comparison.csv", "curves.png", "predictions.png"} <= artifacts
@@ -152,7 +152,7 @@ def test_other_settings_in_the_same_output_are_refused(compared: dict, capsys: p
 
 
 def test_paper_dataset_is_guessed_from_the_folder_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    reported = {"paper": {"params_m": 1.0, "isbi2012.miou": 0.77, "kaggle_lung.dice": 0.9}}
+    reported = {"paper": {"params_m": 1.0, "isbi2012.foreground_iou": 0.77, "kaggle_lung.dice": 0.9}}
     fake = Component("architecture", "fake", object, Params, "", reported=reported)
     monkeypatch.setattr(compare_report.segzoo, "get", lambda kind, name: fake)
     assert compare_report.guess_paper_dataset("/data/ISBI-2012", ["fake"], "paper") == "isbi2012"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import segzoo
-from segzoo.data import DataError, load_folder, split
+from segzoo.data import DataError, expand_offline, load_folder, split, tiles
 from tests.conftest import ISBI, hostile
 
 
@@ -97,3 +97,23 @@ def test_tiff_and_itk_formats_and_label_mapping(tmp_path: Path) -> None:
     assert items[0]["image"].max() == pytest.approx(6300 / 65535)
     assert set(np.unique(items[0]["label"])) == {0.0, 2.0}
     assert items[0]["label"][0, 7, 7] == 2.0 and items[0]["label"][0, 0, 0] == 0.0
+
+
+def test_offline_expansion_adds_each_flip_and_rotation_once() -> None:
+    image = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    items = expand_offline([{"image": image, "label": image > 2, "name": "a"}], ["identity", "flip_h", "flip_v", "rot90", "rot180"])
+    assert [i["name"] for i in items] == ["a@identity", "a@flip_h", "a@flip_v", "a@rot90", "a@rot180"]
+    assert items[1]["image"][0].tolist() == [[2, 1, 0], [5, 4, 3]] and items[2]["image"][0].tolist() == [[3, 4, 5], [0, 1, 2]]
+    assert items[3]["image"].shape == (1, 3, 2) and items[4]["image"][0].tolist() == [[5, 4, 3], [2, 1, 0]]
+    assert all(np.array_equal(i["label"], i["image"] > 2) for i in items)  # masks move with their image
+    with pytest.raises(segzoo.SegzooError, match="rot45.*choose from"):
+        expand_offline(items, ["rot45"])
+
+
+def test_fixed_tiles_cover_the_image_without_overlap() -> None:
+    image = np.arange(16 * 16, dtype=np.float32).reshape(1, 16, 16)
+    parts = tiles([{"image": image, "label": image, "name": "s"}], 4)
+    assert len(parts) == 16 and parts[1]["name"] == "s@r0c1" and parts[1]["image"].shape == (1, 4, 4)
+    assert sorted(np.concatenate([p["image"].ravel() for p in parts]).tolist()) == image.ravel().tolist()
+    with pytest.raises(segzoo.SegzooError, match="16x16.*divisor"):
+        tiles([{"image": image, "name": "t"}], 6)

@@ -151,4 +151,4 @@ def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_p
     assert any("server went away" in str(w.message) and "training continues" in str(w.message) for w in caught)
     (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
     assert _epochs_done(run_dir / "last.pt") == 3
-    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou"]) == 3
+    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou_with_background"]) == 3

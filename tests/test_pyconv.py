@@ -8,7 +8,7 @@ from torch import nn
 
 import segzoo
 from segzoo.complexity import measure
-from segzoo_pyconvunet.pyconv import level_groups, pyconv_macs, pyconv_parameters, split_channels
+from segzoo_pyconvunet.pyconv import PyConv, level_groups, pyconv_macs, pyconv_parameters, split_channels
 
 
 @pytest.mark.parametrize("cin,cout", [(64, 64), (32, 128)])
@@ -73,7 +73,7 @@ def test_convolution_only_counting_gives_the_lower_figure() -> None:
     assert macs * 64 / 1e9 == pytest.approx(48.3, abs=0.1)
 
 
-@pytest.mark.parametrize("preset", ["paper", "fast"])
+@pytest.mark.parametrize("preset", ["paper", "params_matched", "fast"])
 def test_presets_keep_the_papers_budget_within_5_percent_of_3_7_million(preset: str) -> None:
     net = segzoo.create_model("pyconvunet", preset)
     params_m = sum(p.numel() for p in net.parameters()) / 1e6
@@ -93,3 +93,14 @@ def test_bad_input_size_is_a_clear_error() -> None:
     net = segzoo.create_model("pyconvunet", base_channels=8, in_channels=1)
     with pytest.raises(ValueError, match="multiple of its total stride 16, got 30x32"):
         net(torch.randn(1, 1, 30, 32))
+
+
+def test_paper_preset_level_1_is_full_depth_in_every_pyconv_as_equation_7() -> None:
+    pyconvs = [m for m in segzoo.create_model("pyconvunet", "paper").modules() if isinstance(m, PyConv)]
+    assert len(pyconvs) == 18  # two per stage: 5 encoder + 4 decoder stages
+    assert all(m.levels[0].groups == 1 and m.level_groups[0] == 1 for m in pyconvs)
+
+
+def test_paper_preset_counts_the_papers_table_3_within_1_percent() -> None:
+    counts = measure(segzoo.create_model("pyconvunet", "paper"), 3, 64)  # MACs scale with the area: x64 for 512x512
+    assert counts.params_m == pytest.approx(3.7, rel=0.01) and counts.gmac * 64 == pytest.approx(10.65, rel=0.01)

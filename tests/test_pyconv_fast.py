@@ -85,7 +85,7 @@ def test_a_network_trained_with_one_implementation_runs_with_another() -> None:
 
 
 def test_counted_macs_of_the_paper_preset_do_not_depend_on_the_implementation() -> None:
-    net = segzoo.create_model("pyconvunet", "paper")
+    net = segzoo.create_model("pyconvunet", "params_matched")
     counts = {}
     for impl in IMPLEMENTATIONS:
         set_implementation(net, impl)

@@ -74,6 +74,6 @@ def test_trains_one_epoch_through_the_pyconvunet_bundle_by_name_override_alone(
     client = mlflow.MlflowClient(tracking_uri)
     (run_info,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
     assert run_info.info.status == "FINISHED"
-    assert "val_miou" in run_info.data.metrics
+    assert "val_miou_with_background" in run_info.data.metrics
     assert run_info.data.params["architecture"] == "multiresunet"
     assert run_info.data.tags["segzoo.plugin.multiresunet"] == "0.1.0"

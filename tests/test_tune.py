@@ -68,12 +68,12 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert sorted(r.info.run_name for r in children) == ["s-trial-0000", "s-trial-0001"]
     for child, trial in zip(sorted(children, key=lambda r: r.info.run_name), study.trials):
         assert child.data.params["train_hook"] == "frem" and int(child.data.params["train_hook.B"]) == trial.params["B"]
-        assert child.data.metrics["val_miou"] == pytest.approx(trial.value)  # one epoch: the last value is the best
+        assert child.data.metrics["val_miou_with_background"] == pytest.approx(trial.value)  # one epoch: the last value is the best
 
     best = json.loads((out / BEST_OVERRIDE).read_text())
     assert best == {**parse_overrides(TINY_FREM), **study.best_params}
     parent = client.get_run(parent_id)
-    assert parent.data.metrics["best_val_miou"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["best_val_miou_with_background"] == pytest.approx(study.best_value)
     assert parent.data.metrics["completed_trials"] == 2
     assert {BEST_OVERRIDE, TRIALS_PLOT} <= {a.path for a in client.list_artifacts(parent_id)}
     # the runs list says what the study found: its trials best first, under short names B and X; its data is the trials'

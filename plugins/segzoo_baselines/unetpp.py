@@ -7,6 +7,7 @@ the paper's 138.63. The paper's UNet++ concatenates the bilinearly up-sampled fe
 
 from __future__ import annotations
 
+from typing import Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Pool
@@ -15,6 +16,8 @@ from torch import nn
 
 import segzoo
 from segzoo.nn import DoubleConv, EncoderDecoderParams, FinalActivation, check_input_size, output_activation, plain_conv
+
+EvalHead = Literal["mean", "full"]
 
 CITATION = (
     "Zhou Z, Rahman Siddiquee MM, Tajbakhsh N, Liang J. UNet++: a nested U-Net architecture for medical image "
@@ -30,8 +33,9 @@ class UNetPlusPlus(nn.Module):
 
     * in training mode the network returns a **list** of the ``depth`` head outputs, the full network's
       (``X[0][depth]``) first, so ``monai.losses.DeepSupervisionLoss`` weights it most;
-    * in eval mode it returns **one tensor**, the mean of the heads' logits passed through the final
-      activation (the paper's "accurate mode", which averages the branches).
+    * in eval mode it returns **one tensor**: with ``eval_head="mean"`` the mean of the heads' logits passed
+      through the final activation (the UNet++ paper's "accurate mode"); with ``"full"`` the full network's
+      head alone, as the PyConvU-Net authors' code scores its UNet++ row.
     """
 
     def __init__(
@@ -43,8 +47,10 @@ class UNetPlusPlus(nn.Module):
         deep_supervision: bool = False,
         spatial_dims: int = 2,
         final_activation: FinalActivation = "auto",
+        eval_head: EvalHead = "mean",
     ) -> None:
         super().__init__()
+        self.eval_head = eval_head
         self.depth = depth
         self.stride = 2**depth
         self.deep_supervision = deep_supervision
@@ -81,12 +87,15 @@ class UNetPlusPlus(nn.Module):
         logits = [head(top) for head, top in zip(self.heads, grid[0][1:])][::-1]
         if self.training:
             return [self.activation(out) for out in logits]
-        return self.activation(torch.stack(logits).mean(dim=0))
+        return self.activation(logits[0] if self.eval_head == "full" else torch.stack(logits).mean(dim=0))
 
 
 class UNetPlusPlusParams(EncoderDecoderParams):
     deep_supervision: bool = Field(
         False, description="a head on every top node: a list of outputs in training, their mean in eval"
+    )
+    eval_head: EvalHead = Field(
+        "mean", description="with deep supervision, what eval returns: the mean of the heads, or the full network's head"
     )
 
 
@@ -101,10 +110,10 @@ class UNetPlusPlusParams(EncoderDecoderParams):
         "paper": {
             "params_m": 9.16,
             "gmac": 138.63,
-            # Table 2 (MIoU, Dice)
-            "kaggle_lung.miou": 0.6078, "kaggle_lung.dice": 0.6471,
-            "liver.miou": 0.6504, "liver.dice": 0.769,
-            "isbi2012.miou": 0.7878, "isbi2012.dice": 0.8808,
+            # Table 2 (its "MIoU" is the per-image foreground IoU, not eq. 1: docs/papers/pyconvunet.md; Dice)
+            "kaggle_lung.foreground_iou": 0.6078, "kaggle_lung.dice": 0.6471,
+            "liver.foreground_iou": 0.6504, "liver.dice": 0.769,
+            "isbi2012.foreground_iou": 0.7878, "isbi2012.dice": 0.8808,
         }
     },
 )
@@ -116,5 +125,6 @@ def unetpp(
     deep_supervision: bool,
     spatial_dims: int,
     final_activation: FinalActivation,
+    eval_head: EvalHead,
 ) -> UNetPlusPlus:
-    return UNetPlusPlus(in_channels, out_channels, base_channels, depth, deep_supervision, spatial_dims, final_activation)
+    return UNetPlusPlus(in_channels, out_channels, base_channels, depth, deep_supervision, spatial_dims, final_activation, eval_head)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from monai.losses import DiceCELoss, DiceLoss
@@ -67,6 +67,29 @@ def ce(class_weights: list[float] | None) -> nn.Module:
     return _IndexCrossEntropy(weight=None if class_weights is None else torch.tensor(class_weights))
 
 
+class OutputsMeanParams(segzoo.Params):
+    loss: str = Field("bce", description="registered loss applied to each output")
+    loss_params: dict[str, Any] = Field(default_factory=dict, description="parameters of that loss")
+
+
+class _MeanOverOutputs(nn.Module):
+    """The mean of ``loss`` over a deep-supervised network's list of outputs; the plain loss on one tensor."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, input: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        outputs = input if isinstance(input, (list, tuple)) else [input]
+        return torch.stack([self.loss(out, target) for out in outputs]).mean()
+
+
+@segzoo.component("loss", "outputs_mean", params=OutputsMeanParams,
+                  summary="Deep supervision with equal weights: the mean of a loss over every output head (UNet++'s training)")
+def outputs_mean(loss: str, loss_params: dict[str, Any]) -> nn.Module:
+    return _MeanOverOutputs(segzoo.build("loss", loss, **loss_params))
+
+
 @segzoo.hookimpl
 def segzoo_components() -> list:
-    return [dice, bce, dice_bce, ce]
+    return [dice, bce, dice_bce, ce, outputs_mean]

@@ -1,6 +1,11 @@
 """Built-in segmentation metrics (MONAI ``CumulativeIterationMetric``s, so Ignite handlers can wrap them).
 
-All metrics are computed per image, then averaged over images. Predictions are
+Each metric is named by what it measures, because papers call different quantities "MIoU": the
+PyConvU-Net paper's eq. (1) is a mean over background and foreground (``miou_with_background``)
+while its reported numbers are the IoU of the foreground (``foreground_iou``). The old name ``miou``
+is a deprecated alias of ``miou_with_background``.
+
+All metrics are computed per image, then averaged over images (not pooled over the data set). Predictions are
 probabilities (or logits-free scores): one channel is thresholded at 0.5, several
 channels are arg-maxed. Labels are class-index maps ``(B, 1, H, W)`` or one-hot.
 
@@ -10,6 +15,8 @@ metric is ever NaN.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from monai.metrics import CumulativeIterationMetric
@@ -74,29 +81,43 @@ class _PerImageMetric(CumulativeIterationMetric):
         return data.float().mean() if isinstance(data, torch.Tensor) and data.numel() else torch.tensor(float("nan"))
 
 
-class MeanIoU(_PerImageMetric):
-    """Eq. (1)-(2): mean IoU over the k+1 classes, background included."""
+class MeanIoUWithBackground(_PerImageMetric):
+    """Eq. (1)-(2) of PyConvU-Net: per image, the mean IoU over all k+1 classes, background included; then the mean over images."""
 
     def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return iou_per_class(y_pred, y, self.threshold).mean(1)
 
 
+class DeprecatedMeanIoU(MeanIoUWithBackground):
+    """``miou``, the old ambiguous name of :class:`MeanIoUWithBackground`: same value, plus a warning naming the two meanings."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        warnings.warn(
+            "metric 'miou' is deprecated because papers use 'MIoU' for two quantities: it computes 'miou_with_background' "
+            "(mean over background and foreground, PyConvU-Net eq. 1); the PyConvU-Net paper's reported MIoU is "
+            "'foreground_iou'. Use one of those names.", FutureWarning, stacklevel=2)
+        super().__init__(threshold)
+
+
 class Dice(_PerImageMetric):
-    """Eq. (3)-(4): 2TP / (2TP + FP + FN) of the foreground (mean over foreground classes)."""
+    """Eq. (3)-(4): per image, 2TP / (2TP + FP + FN) of the foreground (mean over the foreground classes); then the mean over images."""
 
     def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return dice_per_class(y_pred, y, self.threshold)[:, 1:].mean(1)
 
 
 class ForegroundIoU(_PerImageMetric):
-    """IoU of the foreground only (mean over foreground classes), the reduction of the paper's baseline code."""
+    """Per image, TP / (TP + FP + FN) of the foreground (mean over the foreground classes); then the mean over images.
+
+    This is what the PyConvU-Net paper's Table 2 reports as "MIoU" (its authors' evaluation code computes it).
+    """
 
     def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return iou_per_class(y_pred, y, self.threshold)[:, 1:].mean(1)
 
 
 class ClassIoU(_PerImageMetric):
-    """IoU of one class (the per-class columns of the FREM paper's tables)."""
+    """Per image, the IoU of one class (FREM's per-class columns); then the mean over images."""
 
     def __init__(self, class_index: int, threshold: float = 0.5) -> None:
         super().__init__(threshold)
@@ -114,15 +135,29 @@ class ClassIoUParams(ThresholdParams):
     class_index: int = Field(ge=0, description="the class whose IoU is reported (0 = background)")
 
 
-miou = segzoo.component("metric", "miou", ThresholdParams, "Mean IoU over the k+1 classes, background included (per image, then mean)",
-                        "Li et al. 2021, eq. (1)-(2)")(MeanIoU)
-dice = segzoo.component("metric", "dice", ThresholdParams, "Dice of the foreground, 2TP/(2TP+FP+FN) (per image, then mean)",
+miou_with_background = segzoo.component(
+    "metric", "miou_with_background", ThresholdParams,
+    "Mean IoU over the k+1 classes, background included (per image, then mean over images)", "Li et al. 2021, eq. (1)-(2)",
+)(MeanIoUWithBackground)
+miou = segzoo.component("metric", "miou", ThresholdParams, "Deprecated name of miou_with_background (warns)")(DeprecatedMeanIoU)
+dice = segzoo.component("metric", "dice", ThresholdParams, "Dice of the foreground, 2TP/(2TP+FP+FN) (per image, then mean over images)",
                         "Li et al. 2021, eq. (3)-(4)")(Dice)
-foreground_iou = segzoo.component("metric", "foreground_iou", ThresholdParams,
-                                  "IoU of the foreground only, thresholded at 0.5 (per image, then mean)")(ForegroundIoU)
-class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean)")(ClassIoU)
+foreground_iou = segzoo.component(
+    "metric", "foreground_iou", ThresholdParams,
+    "IoU of the foreground only, TP/(TP+FP+FN) (per image, then mean over images): what PyConvU-Net's Table 2 reports "
+    "as 'MIoU', although its eq. (1) defines miou_with_background",
+)(ForegroundIoU)
+class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean over images)")(ClassIoU)
+
+# What each metric measures, for tables that must say it (segzoo reproduce, segzoo compare).
+DEFINITIONS = {
+    "miou_with_background": "mean of the IoU of every class incl. background (eq. 1), per image, then mean over images",
+    "foreground_iou": "IoU of the foreground, TP/(TP+FP+FN), per image, then mean over images",
+    "dice": "Dice of the foreground, 2TP/(2TP+FP+FN), per image, then mean over images",
+    "class_iou": "IoU of one class, per image, then mean over images",
+}
 
 
 @segzoo.hookimpl
 def segzoo_components() -> list:
-    return [miou, dice, foreground_iou, class_iou]
+    return [miou_with_background, miou, dice, foreground_iou, class_iou]

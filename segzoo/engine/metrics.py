@@ -2,7 +2,7 @@
 
 A bundle's ``metrics`` maps the name a value is logged under to the registered metric computing it::
 
-    {"miou": "miou",
+    {"foreground_iou": "foreground_iou",
      "iou_membrane": {"metric": "class_iou", "params": {"class_index": 1}},
      "auc": {"metric": "auc", "on": ["cls_pred", "cls"]}}
 

@@ -13,6 +13,8 @@ import os
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +167,14 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
     """Log ``params`` (flat; see :func:`flatten`) to ``run_id`` in batches MLflow accepts."""
     for batch in param_batches(params):
         client.log_batch(run_id, params=batch)
+
+
+@contextmanager
+def closed_with_status(client: Any, run_id: str) -> Iterator[None]:
+    """Close ``run_id`` as FINISHED when the block ends, KILLED on Ctrl-C, FAILED on any other error (then re-raised)."""
+    try:
+        yield
+    except BaseException as exc:
+        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
