@@ -198,7 +198,7 @@ def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, pat
     close_assistant(browser)
     browser.click("button[data-component-id*='runnamecellrenderer']")  # unfold the parent's children
     browser.wait_for("unet-")
-    for column in ("Models", "Description", "heldout_miou"):  # Models (empty: no logged model) off, the others on
+    for column in ("Models", "Description", "heldout_foreground_iou"):  # Models (empty: no logged model) off, the others on
         if not browser.evaluate("Boolean(document.querySelector('[role=dialog] .du-bois-light-tree'))"):
             browser.click("button", "Columns")
             browser.wait_for("Parameters (")
@@ -214,7 +214,7 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
     browser.open(f"{url}/#/compare-runs?runs={runs}&experiments={experiments}&{MODEL_TRAINING_VIEW}", "Parameters")
     close_assistant(browser)
     browser.click("button", "Clear All")  # MLflow's first guess plots a system metric against every differing key
-    for label, name in (("Parameters:", "architecture"), ("Metrics:", "val_miou"), ("Metrics:", "heldout_miou")):
+    for label, name in (("Parameters:", "architecture"), ("Metrics:", "val_foreground_iou"), ("Metrics:", "heldout_foreground_iou")):
         label_div = f"[...document.querySelectorAll('div')].find(e => e.innerText === {json.dumps(label)} && !e.children.length)"
         browser.choose(f"{label_div}.nextElementSibling.querySelector('input')", name)
     browser.click("[role=switch]")  # "Show diff only" in the parameter table
@@ -227,7 +227,7 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
 def run_charts(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
     """One network's run page: per-epoch training loss and validation curves, held-out scores and complexity."""
     run_id = next(iter(state["archs"].values()))["run_id"]
-    browser.open(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{MODEL_TRAINING_VIEW}", "val_miou")
+    browser.open(f"{url}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{MODEL_TRAINING_VIEW}", "val_foreground_iou")
     close_assistant(browser)
     browser.resize(WIDTH, 1320)  # the third row holds the validation curves
     browser.screenshot(path)

@@ -26,7 +26,7 @@ TINY_DATA = ["--synthetic#num_images", "6", "--synthetic#size", "64", "--patch_s
 TINY = [*TINY_DATA, "--batch_size", "2"]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def skip_gpu_tests_without_cuda(items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` are skipped, with the reason, where torch sees no CUDA device."""
     if torch.cuda.is_available():
         return
@@ -112,6 +112,7 @@ def hostile_markdown(rows: list[dict[str, str]]) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu_tests_without_cuda(items)
     path = config.getoption("--hostile-table")
     if path:
         Path(path).write_text(hostile_markdown(hostile_rows(items)))

@@ -26,7 +26,7 @@ REFUSED = [
     ("batch_size", True, "--batch_size True: expects a whole number like its default 5, got bool", "true where a whole number was"),
     ("patch_size", 64, "--patch_size 64: expects a list such as [1, 2] like its default [128, 128], got int. Pass e.g. --patch_size [128,128]",
      "number where a list was"),
-    ("metrics", ["miou"], "--metrics ['miou']: expects a dict such as {'a': 1} like its default {'miou': 'miou', 'dice': 'dice',",
+    ("metrics", ["dice"], "--metrics ['dice']: expects a dict such as {'a': 1} like its default {'foreground_iou': 'foreground_iou', 'dice': 'dice',",
      "list where a dict was (metrics)"),
     ("amp", "maybe", "--amp 'maybe': expects true or false like its default False", "word that is not a switch"),
     ("arch_params", [4], "--arch_params [4]: expects a dict such as {'a': 1} like its default {}", "list where a dict was (arch_params)"),

@@ -78,7 +78,7 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert {BEST_OVERRIDE, TRIALS_PLOT} <= {a.path for a in client.list_artifacts(parent_id)}
     # the runs list says what the study found: its trials best first, under short names B and X; its data is the trials'
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("TPE search of B, X maximising val_miou, 2 trials on synthetic_em, 1 epochs each")
+    assert description.startswith("TPE search of B, X maximising val_miou_with_background, 2 trials on synthetic_em, 1 epochs each")
     assert f"| {study.best_trial.number} | {study.best_params['B']} |" in description.splitlines()[4]
     assert {int(c.data.params["B"]) for c in children} == {t.params["B"] for t in study.trials}
     digests = [{d.dataset.digest for d in run.inputs.dataset_inputs} for run in (parent, children[0])]

@@ -56,6 +56,12 @@ def current_bundle_workflow() -> Any | None:
     return None
 
 
+def current_bundle_config() -> dict[str, Any] | None:
+    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any."""
+    workflow = current_bundle_workflow()
+    return workflow.parser.get() if workflow is not None else None
+
+
 def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{role: {"name", **params}}`` of the components a run built (see :class:`MLflowTracker`'s ``components``)."""
     described = {}
@@ -125,7 +131,7 @@ class MLflowTracker:
         self.uri = tracking_uri or ""
         self.client: Any = None
         workflow = current_bundle_workflow()
-        self.config = workflow.parser.get() if workflow else None
+        self.config = workflow.parser.get() if workflow is not None else None
         self.bundle_dir = str(Path(workflow.config_root_path).resolve().parent) if workflow else None
         self.datasets = datasets or {}
         self.system_metrics: Any = None
