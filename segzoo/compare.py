@@ -162,19 +162,9 @@ def _save_state(comparison: Comparison) -> None:
 
 
 def _train(comparison: Comparison, arch: str, parent: str) -> dict[str, str]:
-    """One training through the bundle's training workflow; an interrupted one (``last.pt`` left) is resumed by name."""
-    runs_dir = comparison.output / "runs" / arch
-    newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
-    if newest is not None and store.is_finished(newest):  # trained, then stopped before this was recorded
-        run_dir = newest
-    else:
-        interrupted = newest if newest is not None and (newest / store.LAST).exists() else None
-        print(f"{arch}: {'resuming' if interrupted else 'training'} in {runs_dir}")
-        parser = bundles.run(comparison.bundle, "training", {
-            **comparison.overrides, "arch": arch, "runs_dir": str(runs_dir), "resume": str(interrupted) if interrupted else None,
-            "parent_run_id": parent, "tracking_uri": comparison.tracking_uri,
-        })
-        run_dir = Path(bundles.get(parser, "output_dir"))
+    """One training through the bundle's training workflow (see :func:`segzoo.engine.bundle.train_in`)."""
+    run_dir = bundles.train_in(comparison.output / "runs" / arch, comparison.bundle, {
+        **comparison.overrides, "arch": arch, "parent_run_id": parent, "tracking_uri": comparison.tracking_uri}, label=arch)
     return {"run_dir": str(run_dir), "run_id": store.read_run_id(run_dir)}
 
 

@@ -27,6 +27,7 @@ import segzoo
 from segzoo.engine import bundle as bundles
 from segzoo.engine import store
 from segzoo.errors import SegzooError
+from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_override
 from segzoo.reproduce_report import write_report
 from segzoo.tables import Row, Table, get_table, tables
@@ -137,23 +138,13 @@ def _complexity(table: Table, row: Row, output: Path, dataset_dir: str | None, d
 
 def _train_and_evaluate(table: Table, row: Row, output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
                         overrides: dict[str, Any], entry: dict[str, Any], client: Any, parent: str) -> dict[str, Any]:
-    from segzoo.compare import _all_epochs_done
-
     bundle = bundles.Bundle(table.bundle)
     data = table.datasets[dataset].overrides if dataset else table.synthetic_overrides
     settings = {**data, **row.overrides, **overrides, **({"dataset_dir": dataset_dir} if dataset_dir else {}),
                 **({"epochs": epochs} if epochs else {}), "tracking_uri": client.tracking_uri}
-    runs_dir = output / "runs" / _slug(row.name)
     if "run_dir" not in entry:
-        interrupted = store.latest_run(runs_dir, store.LAST)
-        if interrupted is not None and _all_epochs_done(interrupted / store.LAST):  # trained, then stopped before scoring
-            run_dir = interrupted
-        else:
-            print(f"{row.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
-            parser = bundles.run(bundle, "training", copy.deepcopy({  # the parser merges into nested dicts: keep the table's intact
-                **settings, "runs_dir": str(runs_dir), "resume": interrupted is not None, "parent_run_id": parent,
-                "run_name": _slug(row.name)}), table.recipe_files("training"))
-            run_dir = Path(bundles.get(parser, "output_dir"))
+        run_dir = bundles.train_in(output / "runs" / _slug(row.name), bundle, copy.deepcopy({  # the parser merges into nested
+            **settings, "parent_run_id": parent, "run_name": _slug(row.name)}), table.recipe_files("training"), label=row.name)
         entry.update(run_dir=str(run_dir), run_id=store.read_run_id(run_dir))
     run_dir = Path(entry["run_dir"])
     # the evaluation sees the training recipe's values it knows (classes, preset, metrics), then the row's
@@ -177,7 +168,7 @@ def _load_state(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
     path = output / STATE_FILE
     if not path.exists():
         return {"settings": settings, "rows": {}}
-    state = json.loads(path.read_text())
+    state = read_json(path, "the reproduction's progress", "Delete it to start the reproduction over, or pass another --output.")
     if state["settings"] != json.loads(json.dumps(settings)):
         differ = [k for k in settings if state["settings"].get(k) != settings[k]]
         raise SegzooError(f"{path} is of a reproduction with other {', '.join(differ)}; rerun with those settings to resume, "
@@ -187,4 +178,4 @@ def _load_state(output: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 def _save_state(output: Path, state: dict[str, Any]) -> None:
     """Written atomically after each row, so an interruption never leaves a half-written state."""
-    store.write_atomically(output / STATE_FILE, json.dumps(state, indent=2))
+    atomic_write_json(output / STATE_FILE, state, indent=2)

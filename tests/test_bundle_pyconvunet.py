@@ -149,7 +149,7 @@ def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
     client = mlflow_client(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pyconvunet").experiment_id])
     assert 0.0 < run.data.metrics["val_dice"] <= 1.0
-    assert run.data.params["dataset"] == "folder"
+    assert run.data.params["dataset"] == "isbi2012"  # the dataset is named after its folder
 
 
 def test_multi_process_training_with_gloo(tmp_path: Path) -> None:

@@ -161,3 +161,20 @@ def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapp
     finally:
         workflow_.finalize()
     return workflow_.parser
+
+
+def train_in(runs_dir: Path, bundle: Bundle | str | Path, overrides: Mapping[str, Any] | None = None,
+             extra_configs: Sequence[str | Path] = (), label: str = "") -> Path:
+    """The run folder of one training kept under ``runs_dir``: a finished run there is reused, an interrupted one
+    (``last.pt`` left) resumed by name, else a new one trained. What ``segzoo compare`` and ``segzoo reproduce`` rerun
+    after an interruption, so a finished training is never repeated and an unfinished one never started over."""
+    from segzoo.engine import store
+
+    newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
+    if newest is not None and store.is_finished(newest):  # trained, then stopped before the caller recorded it
+        return newest
+    interrupted = newest if newest is not None and (newest / store.LAST).exists() else None
+    print(f"{label or runs_dir.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
+    parser = run(bundle, "training", {**dict(overrides or {}), "runs_dir": str(runs_dir),
+                                      "resume": str(interrupted) if interrupted else None}, extra_configs)
+    return Path(get(parser, "output_dir"))
