@@ -1,4 +1,4 @@
-"""The ``segzoo`` command: list, inspect and measure registered components; run bundles (compare, tune)."""
+"""The ``segzoo`` command: list, inspect and measure registered components; run bundles (compare, reproduce, tune); ship trained runs (export, pack)."""
 
 from __future__ import annotations
 
