@@ -7,6 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from segzoo.errors import SegzooError
 from segzoo.export.formats import FORMATS, SUFFIXES, TOLERANCE, export_network
 from segzoo.export.trained import find_checkpoint, load_trained, sample_input
 
@@ -14,7 +15,11 @@ MLFLOW = "mlflow"
 
 
 def _trained(args: argparse.Namespace):
-    return load_trained(args.run, arch=args.arch, preset=args.preset, params=json.loads(args.params) if args.params else None)
+    try:
+        params = json.loads(args.params) if args.params else None
+    except json.JSONDecodeError as exc:
+        raise SegzooError(f"--params {args.params!r} is not JSON ({exc}); pass e.g. --params '{{\"in_channels\": 1}}'") from None
+    return load_trained(args.run, arch=args.arch, preset=args.preset, params=params)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -116,9 +116,13 @@ def export_network(network: nn.Module, fmt: str, path: str | Path, sample: torch
     except Exception as exc:  # noqa: BLE001 - each exporter fails its own way; say which network and format
         raise ExportError(f"{type(network).__name__} could not be exported to {fmt}: {type(exc).__name__}: {str(exc)[:800]}") from exc
     seconds = time.perf_counter() - start
-    run = RUNNERS[fmt](path)
-    diff = max_abs_diff(graph, run, sample)
-    batch_diff = max_abs_diff(graph, run, torch.cat([sample, sample.flip(-1)]))  # a batch of two: the batch size is not baked in
+    try:
+        run = RUNNERS[fmt](path)
+        diff = max_abs_diff(graph, run, sample)
+        batch_diff = max_abs_diff(graph, run, torch.cat([sample, sample.flip(-1)]))  # a batch of two: the batch size is not baked in
+    except BaseException:
+        path.unlink(missing_ok=True)  # a file that could not be checked is not kept either
+        raise
     if max(diff, batch_diff) > tolerance:
         path.unlink()
         raise ExportError(f"{fmt} export of {type(network).__name__} differs from PyTorch by {max(diff, batch_diff):.2e} "
