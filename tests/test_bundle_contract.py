@@ -9,13 +9,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from segzoo.cli import main
 from segzoo.engine import bundle as bundles
 from segzoo.engine.bundle import PROPERTIES, Bundle, BundleContractError
 from segzoo.engine.validation import ConfigError
 from tests.conftest import BUNDLES
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread
 
 # Tiny settings per bundle: a few 64x64 synthetic images, narrow networks, one epoch.
 TINY = {
@@ -29,15 +30,6 @@ TINY = {
                                               "backbone=resnet50", "decoder_channels=[32,16,16,8]"],
               "space": "learning_rate:float:0.0001:0.01:log", "metric": "val_dice"},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on shared CPUs tiny convolutions are several times faster than with two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def overrides(name: str) -> list[str]:

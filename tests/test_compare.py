@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from segzoo import compare, compare_report
 from segzoo.cli import main
 from segzoo.overrides import parse_override
 from segzoo.registry import Component, Params, SegzooError
 from tests.conftest import BUNDLES
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread
 
 ARGS = [
     "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,pyconvunet", "--epochs", "1",
@@ -37,15 +38,6 @@ def runs(uri: str) -> list:
 
 def children(uri: str, parent_id: str) -> list:
     return [r for r in runs(uri) if r.data.tags.get("mlflow.parentRunId") == parent_id]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> None:
-    """One intra-op thread: two on two shared cores run these tiny networks ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from segzoo.registry import SegzooError
 from segzoo.tune import BEST_OVERRIDE, PARENT_RUN_ATTR, TRIALS_PLOT, Dimension, parse_overrides, parse_space, register
@@ -36,15 +35,6 @@ def test_space_and_overrides_parse_with_errors_that_show_the_format() -> None:
         parse_overrides(["train_hook"])
     with pytest.raises(SegzooError, match="--epochs"):
         parse_overrides(["epochs=3"])
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on shared CPUs tiny convolutions are several times faster than with two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, one_thread: None) -> None:
