@@ -23,6 +23,13 @@ class CorruptFileError(SegzooError, ValueError):
     """A file segzoo needs cannot be parsed; the message names it and the fix."""
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it replaces ``path`` in one step.
@@ -32,6 +39,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are as readable as any other file the user writes
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle

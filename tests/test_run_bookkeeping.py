@@ -4,6 +4,7 @@ cases 1, 2 and 5 and their neighbours, on tiny folders and engines (no bundle su
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -199,3 +200,11 @@ def test_an_args_file_is_checked_like_the_command_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         check_overrides(["run", "training", "--config_file", str(TRAIN), "--args_file", str(args)])
     assert "--epoch: the config has no key 'epoch'" in str(err.value) and "--batch_size 'two': expects a whole number" in str(err.value)
+
+
+def test_atomic_files_are_as_readable_as_plain_ones(tmp_path: Path) -> None:
+    """A shared run folder (a colleague, an MLflow server) reads checkpoints and history written through the atomic helper."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write_text(tmp_path / "history.json", "{}")
+    assert os.stat(written).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
