@@ -122,7 +122,7 @@ class Tuner:
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
         client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id,
                                   source=str(self.bundle.root.resolve()), description=self.title)
-        if parent_id is None:
+        if parent != parent_id:  # a new study, or its parent run is not in this tracking store (open_run warned)
             study.set_user_attr(PARENT_RUN_ATTR, parent)
             log_params(client, parent, {"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
                                         "seed": self.seed, "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
