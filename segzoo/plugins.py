@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from segzoo import hookspecs
-from segzoo.registry import Component, Registry, check_contract, spec_of
+from segzoo.registry import Component, Registry
 
 ENTRY_POINT_GROUP = "segzoo"
 

@@ -26,7 +26,7 @@ from monai.handlers import from_engine
 import segzoo
 from segzoo.engine import store
 from segzoo.engine.mlflow_dataset import dataset_origin
-from segzoo.engine.mlflow_runs import (  # noqa: F401 - artifact_location and get_or_create_experiment: public here too
+from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
     flatten,

@@ -7,7 +7,6 @@ first, naming the key, the config file and the closest valid names.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import difflib
 import json
@@ -24,11 +23,6 @@ RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "trackin
 
 class ConfigError(SegzooError, ValueError):
     """A bundle config or override names something that does not exist."""
-
-
-def cli_overrides(argv: Sequence[str]) -> list[str]:
-    """The ``--key`` names of a ``monai.bundle run`` command line (``--key value`` or ``--key=value``)."""
-    return list(cli_override_values(argv))
 
 
 def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
