@@ -107,7 +107,7 @@ class Tuner:
         from optuna.trial import TrialState
 
         from segzoo.engine.checkpoints import NonFiniteLossError
-        from segzoo.engine.mlflow_runs import log_params, open_run
+        from segzoo.engine.mlflow_runs import closed_with_status, log_params, open_run
         from segzoo.engine.run_metadata import ui_link
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ class Tuner:
             log_params(client, parent, {"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
                                         "seed": self.seed, "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
                                         **{f"override.{k}": json.dumps(v) for k, v in self.overrides.items()}})
-        try:
+        with closed_with_status(client, parent):
             completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             if completed < self.trials:
                 study.optimize(
@@ -137,10 +137,6 @@ class Tuner:
                     catch=(NonFiniteLossError,),
                 )
             self.report(study, client, parent)
-        except BaseException as exc:
-            client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            raise
-        client.set_terminated(parent, "FINISHED")
         print(f"MLflow study: {ui_link(client, parent)}")
         return study
 
