@@ -48,7 +48,8 @@ def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType
     if isinstance(exc, KeyboardInterrupt) or user_error(exc) is not None:
         _close_progress_bars()
     if isinstance(exc, KeyboardInterrupt):
-        print(f"segzoo: stopped ({exc or 'Ctrl-C'}); an interrupted training continues with --resume RUN_DIR", file=sys.stderr)
+        print(f"segzoo: stopped ({exc or 'Ctrl-C'}); a bundle training continues with --resume RUN_DIR; "
+              "segzoo compare, tune and reproduce continue when the same command is run again", file=sys.stderr)
         return
     if user_error(exc) is None:
         _previous(kind, exc, tb)
