@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,6 +59,32 @@ def _module_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int
         rows = inp.numel() // inp.shape[-1]
         return rows * module.in_features * module.out_features + (rows * module.out_features if module.bias is not None else 0)
     return 0
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def layer_rows(model: nn.Module) -> list[dict[str, Any]]:
+    """The layers of ``model`` as built, in module order, each row led by its module path.
+
+    A block describes itself with a ``describe_layer()`` method returning one row per part (a pyramid's levels:
+    kernel, groups, channels, ...); any other convolution gets one row of the same fields. The convolutions inside a
+    block that describes itself are its parts, so they are not listed again.
+    """
+    rows: list[dict[str, Any]] = []
+    described: list[str] = []
+    for path, module in model.named_modules():
+        if any(path.startswith(f"{outer}.") for outer in described):
+            continue
+        if callable(getattr(module, "describe_layer", None)):
+            described.append(path)
+            rows += [{"layer": path, **row} for row in module.describe_layer()]
+        elif isinstance(module, _CONVS):
+            kernel = module.kernel_size[0] if len(set(module.kernel_size)) == 1 else "x".join(map(str, module.kernel_size))
+            rows.append({"layer": path, "level": "-", "kernel": kernel, "groups": module.groups, "in": module.in_channels,
+                         "out": module.out_channels, "connections": module.in_channels // module.groups * math.prod(module.kernel_size),
+                         "params": sum(p.numel() for p in module.parameters())})
+    return rows
 
 
 def model_placement(model: nn.Module) -> dict[str, torch.device | torch.dtype]:
