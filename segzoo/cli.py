@@ -57,16 +57,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_complexity(args: argparse.Namespace) -> int:
-    from segzoo.complexity import measure
+    from segzoo.complexity import layer_rows, measure
 
     model = segzoo.create_model(args.name, args.preset, in_channels=args.in_channels, out_channels=args.out_channels)
     result = measure(model, args.in_channels, args.size)
-    out = {"params_m": round(result.params_m, 4), "gmac": round(result.gmac, 3)}
+    out: dict[str, Any] = {"params_m": round(result.params_m, 4), "gmac": round(result.gmac, 3)}
+    layers = layer_rows(model) if args.layers else []
     if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"{args.name}{f' ({args.preset})' if args.preset else ''}, {args.in_channels}->{args.out_channels} channels, "
-              f"{args.size}x{args.size}: {out['params_m']} M parameters, {out['gmac']} GMac")
+        print(json.dumps({**out, "layers": layers} if args.layers else out))
+        return 0
+    if layers:
+        print(_table(layers, list(dict.fromkeys(key for row in layers for key in row))) + "\n")
+    print(f"{args.name}{f' ({args.preset})' if args.preset else ''}, {args.in_channels}->{args.out_channels} channels, "
+          f"{args.size}x{args.size}: {out['params_m']} M parameters, {out['gmac']} GMac")
     return 0
 
 
@@ -149,6 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--in-channels", type=int, default=3)
     p.add_argument("--out-channels", type=int, default=1)
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--layers", action="store_true",
+                   help="also list every layer as built: each level of a block that describes itself (a PyConv's kernel, "
+                   "groups, channels, connections per output channel, parameters), and every other convolution")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complexity)
 

@@ -124,7 +124,10 @@ class Component:
         validated = self.validate(preset, **params)
         obj = self.factory(**{name: getattr(validated, name) for name in type(validated).model_fields})
         preset = None if is_none(preset) else preset
-        record = Built(self.kind, self.name, preset, validated.model_dump(), self.plugin, self.plugin_version)
+        # A factory that had to settle a parameter itself (one the input forced) says so on what it returns, so the
+        # record shows what was built and rebuilds it.
+        resolved = getattr(obj, "segzoo_resolved_params", None) or {}
+        record = Built(self.kind, self.name, preset, {**validated.model_dump(), **resolved}, self.plugin, self.plugin_version)
         try:
             obj.segzoo_built = record
         except (AttributeError, TypeError):

@@ -1,14 +1,29 @@
-"""PyConv's counting formulas (paper eq. 5-8), the U-Net count rule, and the PyConvU-Net preset."""
+"""PyConv's counting formulas (paper eq. 5-8), the U-Net count rule, and the PyConvU-Net presets: each builds the groups
+it declares, and `paper` keeps eq. (7)'s pyramid principle."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 from torch import nn
 
 import segzoo
+from segzoo.cli import main
 from segzoo.complexity import measure
-from segzoo_pyconvunet.pyconv import PyConv, level_groups, pyconv_macs, pyconv_parameters, split_channels
+from segzoo_pyconvunet.pyconv import (
+    PyConv,
+    PyConvLayoutError,
+    follows_pyramid_principle,
+    narrow_input_groups,
+    pyconv_macs,
+    pyconv_parameters,
+    split_channels,
+)
+from segzoo_pyconvunet.pyconvunet import TABLE3_LOWERED_GROUPS_PYRAMIDS
+
+PRESETS = list(segzoo.get("architecture", "pyconvunet").presets)
 
 
 @pytest.mark.parametrize("cin,cout", [(64, 64), (32, 128)])
@@ -38,9 +53,33 @@ def test_output_shape_and_same_padding() -> None:
     assert block(torch.randn(2, 16, 17, 23)).shape == (2, 32, 17, 23)
 
 
-def test_groups_shrink_where_channels_do_not_divide() -> None:
-    assert level_groups(3, [8, 8, 8, 8], [1, 4, 8, 16]) == [1, 1, 1, 1]
-    assert level_groups(32, [8, 8, 8, 8], [1, 4, 8, 16]) == [1, 4, 8, 8]
+def test_groups_that_do_not_divide_a_levels_channels_are_an_error_naming_layer_level_channels_and_groups() -> None:
+    pyramids = [*TABLE3_LOWERED_GROUPS_PYRAMIDS[:4], {"kernels": [3, 5, 7], "groups": [1, 2, 4], "shares": [0.125, 1.0, 1.0]}]
+    with pytest.raises(PyConvLayoutError) as err:
+        segzoo.build("architecture", "pyconvunet", in_channels=1, base_channels=16, depth=4, pyramids=pyramids)
+    assert str(err.value) == (
+        "pyconvunet layer encoder.4.0.0 (U-Net level 4, pyramids[4]): PyConv 128->256 channels: pyramid level 3 (kernel 7) "
+        "has 128 input and 121 output channels, which groups 4 does not divide; declare groups that divide both (at most 1 "
+        "here), or change the width or shares so that 4 divides the level's channels"
+    )
+    with pytest.raises(PyConvLayoutError, match="pyramid level 4 \\(kernel 9\\) has 32 input and 8 output channels, which groups 16"):
+        PyConv(32, 32, groups=[1, 4, 8, 16])
+
+
+def test_only_a_first_layer_of_1_to_3_channels_lowers_its_groups_and_the_record_says_so() -> None:
+    assert narrow_input_groups(3, [8, 8, 8, 8], [1, 4, 8, 16]) == [1, 1, 1, 1]
+    assert narrow_input_groups(3, [6, 6], [1, 6]) == [1, 3]
+    net = segzoo.build("architecture", "pyconvunet", "table3_lowered_groups", in_channels=3)
+    first = net.encoder[0][0][0]
+    assert [level.groups for level in first.levels] == [1, 1]  # declared 1/8
+    record = segzoo.built(net)
+    assert record.params["first_layer_groups"] == [1, 1] and record.describe()["first_layer_groups"] == [1, 1]
+    rebuilt = segzoo.build("architecture", "pyconvunet", **record.params)  # the record rebuilds what was built
+    assert rebuilt.state_dict().keys() == net.state_dict().keys()
+    assert all(a.shape == b.shape for a, b in zip(rebuilt.state_dict().values(), net.state_dict().values(), strict=True))
+    assert segzoo.built(segzoo.build("architecture", "pyconvunet", "paper", in_channels=3)).params["first_layer_groups"] is None
+    with pytest.raises(PyConvLayoutError, match="encoder.0.0.0 .* has 4 input and 8 output channels, which groups 8"):
+        segzoo.build("architecture", "pyconvunet", "table3_lowered_groups", in_channels=4)  # 4 channels: no exception
 
 
 def test_mismatched_levels_are_a_clear_error() -> None:
@@ -73,7 +112,7 @@ def test_convolution_only_counting_gives_the_lower_figure() -> None:
     assert macs * 64 / 1e9 == pytest.approx(48.3, abs=0.1)
 
 
-@pytest.mark.parametrize("preset", ["paper", "params_matched", "fast"])
+@pytest.mark.parametrize("preset", ["table3_lowered_groups", "params_matched", "fast"])
 def test_presets_keep_the_papers_budget_within_5_percent_of_3_7_million(preset: str) -> None:
     net = segzoo.create_model("pyconvunet", preset)
     params_m = sum(p.numel() for p in net.parameters()) / 1e6
@@ -95,12 +134,70 @@ def test_bad_input_size_is_a_clear_error() -> None:
         net(torch.randn(1, 1, 30, 32))
 
 
-def test_paper_preset_level_1_is_full_depth_in_every_pyconv_as_equation_7() -> None:
-    pyconvs = [m for m in segzoo.create_model("pyconvunet", "paper").modules() if isinstance(m, PyConv)]
-    assert len(pyconvs) == 18  # two per stage: 5 encoder + 4 decoder stages
-    assert all(m.levels[0].groups == 1 and m.level_groups[0] == 1 for m in pyconvs)
+def declared_groups(net: nn.Module, preset: str) -> dict[str, list[int]]:
+    """Groups each PyConv of ``net`` (by module path) was declared with: its level's pyramid, or the recorded first layer's."""
+    spec = segzoo.get("architecture", "pyconvunet").presets[preset]
+    depth, pyramids = spec["depth"], spec["pyramids"]
+    declared = {}
+    for path, module in net.named_modules():
+        if isinstance(module, PyConv):
+            part, stage = path.split(".")[:2]
+            level = int(stage) if part == "encoder" else depth - 1 - int(stage)
+            declared[path] = pyramids[level if len(pyramids) > 1 else 0]["groups"]
+    record = segzoo.built(net).params
+    if record["first_layer_groups"] is not None:
+        declared["encoder.0.0.0"] = record["first_layer_groups"]
+    return declared
 
 
-def test_paper_preset_counts_the_papers_table_3_within_1_percent() -> None:
-    counts = measure(segzoo.create_model("pyconvunet", "paper"), 3, 64)  # MACs scale with the area: x64 for 512x512
-    assert counts.params_m == pytest.approx(3.7, rel=0.01) and counts.gmac * 64 == pytest.approx(10.65, rel=0.01)
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_no_preset_builds_other_groups_than_it_declares(preset: str, in_channels: int) -> None:
+    net = segzoo.create_model("pyconvunet", preset, in_channels=in_channels)
+    declared = declared_groups(net, preset)
+    assert len(declared) == 18  # two per stage: 5 encoder + 4 decoder stages
+    built = {path: [level.groups for level in m.levels] for path, m in net.named_modules() if isinstance(m, PyConv)}
+    assert built == declared
+    lowered = segzoo.built(net).params["first_layer_groups"]
+    first_declared = segzoo.get("architecture", "pyconvunet").presets[preset]["pyramids"][0]["groups"]
+    assert lowered is None or (lowered != first_declared and all(a <= b for a, b in zip(lowered, first_declared, strict=True)))
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_paper_preset_keeps_the_pyramid_principle_of_equation_7_in_every_layer(in_channels: int) -> None:
+    """Level 1 at full depth, and a larger kernel never with more connections per output channel, as built."""
+    net = segzoo.create_model("pyconvunet", "paper", in_channels=in_channels)
+    assert segzoo.built(net).params["first_layer_groups"] is None  # nothing lowered, not even the first layer
+    for path, block in net.named_modules():
+        if isinstance(block, PyConv):
+            rows = block.describe_layer()
+            connections = [row["connections"] for row in rows]
+            assert rows[0]["groups"] == 1 and connections == sorted(connections, reverse=True), path
+            assert follows_pyramid_principle(block.kernels, block.level_groups), path
+
+
+def test_paper_preset_counts_the_documented_closest_fit_and_the_lowered_one_table_3() -> None:
+    paper = measure(segzoo.create_model("pyconvunet", "paper"), 3, 64)  # MACs scale with the area: x64 for 512x512
+    assert paper.params_m == pytest.approx(1.911, abs=0.001) and paper.gmac * 64 == pytest.approx(11.41, abs=0.01)
+    lowered = measure(segzoo.create_model("pyconvunet", "table3_lowered_groups"), 3, 64)
+    assert lowered.params_m == pytest.approx(3.7, rel=0.01) and lowered.gmac * 64 == pytest.approx(10.65, rel=0.01)
+
+
+def test_complexity_layers_prints_every_level_of_every_pyconv_as_built(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["complexity", "pyconvunet", "--preset", "table3_lowered_groups", "--layers", "--size", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["layer", "level", "kernel", "groups", "in", "out", "connections", "params"]
+    full_depth_7x7 = ["encoder.4.1.0", "3", "7", "1", "256", "121", "12544", "1517824"]
+    assert full_depth_7x7 in [line.split() for line in lines]
+    assert main(["complexity", "pyconvunet", "--preset", "paper", "--layers", "--size", "64", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    pyconv_rows = [row for row in layers if row["level"] != "-"]
+    assert len({row["layer"] for row in pyconv_rows}) == 18 and max(row["level"] for row in pyconv_rows) == 2
+    assert {row["layer"] for row in layers if row["level"] == "-"} == {"up.0", "up.1", "up.2", "up.3", "head"}
+
+
+def test_released_code_with_its_one_fix_runs() -> None:
+    """The authors' PyconvUnet.py fails at its first batch norm as released; with block expansion 1 it runs."""
+    net = segzoo.build("architecture", "pyconvunet_released", in_channels=1, base_channels=32, depth=1).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 8, 8)).shape == (1, 1, 8, 8)

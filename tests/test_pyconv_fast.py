@@ -11,15 +11,15 @@ from segzoo.complexity import measure
 from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, PyConv, auto_implementation, compute_dtype, merge_plan, set_implementation
 
 FAST = [impl for impl in IMPLEMENTATIONS if impl != "grouped"]
-# (in, out, kernels, groups, shares, spatial_dims, bias): the paper's narrow full-resolution groups, a first layer that
-# cannot be grouped, unequal shares with bias (a plan of several runs), volumes, and 1D.
+# (in, out, kernels, groups, shares, spatial_dims, bias): narrow full-resolution groups (one output channel each), a
+# first layer that cannot be grouped, unequal shares with bias (a plan of several runs), volumes, and 1D.
 CONFIGS = [
-    (32, 32, [3, 5, 7, 9], [8, 16, 32, 32], None, 2, False),
-    (3, 32, [3, 5, 7, 9], [8, 16, 32, 32], None, 2, False),
-    (24, 36, [3, 5, 7, 9], [2, 4, 6, 12], [1, 1, 2, 2], 2, True),
-    (16, 16, [3, 5, 7], [4, 8, 8], None, 3, False),
+    (32, 32, [3, 5, 7, 9], [8, 8, 8, 8], None, 2, False),
+    (3, 32, [3, 5, 7, 9], [1, 1, 1, 1], None, 2, False),
+    (24, 36, [3, 5, 7, 9], [2, 3, 6, 12], [1, 1, 2, 2], 2, True),
+    (16, 16, [3, 5, 7], [4, 4, 8], [1, 1, 2], 3, False),
     (16, 16, [3, 5], [4, 8], None, 1, True),
-    (16, 32, [3, 5, 7, 9], [1, 4, 8, 16], None, 2, True),  # a level in one group, as in a pyramid starting at a plain 3x3
+    (16, 32, [3, 5, 7, 9], [1, 4, 8, 8], None, 2, True),  # a level in one group, as in a pyramid starting at a plain 3x3
 ]
 
 
@@ -51,7 +51,7 @@ def test_fast_implementations_match_the_reference_forward_and_backward(config: t
 def test_checkpoint_format_does_not_depend_on_the_implementation(impl: str) -> None:
     def shapes(implementation: str) -> dict[str, tuple[int, ...]]:
         block = segzoo.build(
-            "block", "pyconv", in_channels=32, out_channels=32, groups=[8, 16, 32, 32], implementation=implementation
+            "block", "pyconv", in_channels=32, out_channels=32, groups=[8, 8, 8, 8], implementation=implementation
         )
         return {k: tuple(v.shape) for k, v in block.state_dict().items()}
 
@@ -64,7 +64,7 @@ def test_a_network_trained_with_one_implementation_runs_with_another() -> None:
         "in_channels": 1,
         "base_channels": 16,
         "depth": 2,
-        "pyramids": [{"groups": [4, 8, 16, 16]}],
+        "pyramids": [{"groups": [4, 4, 4, 4]}, {"groups": [4, 8, 8, 8]}, {"groups": [4, 8, 16, 16]}],
         "final_activation": "identity",
     }
     net = segzoo.create_model("pyconvunet", **params)
@@ -95,7 +95,7 @@ def test_counted_macs_of_the_paper_preset_do_not_depend_on_the_implementation() 
 
 
 def test_hooks_on_a_level_see_that_levels_call() -> None:
-    block = PyConv(32, 32, groups=[8, 16, 32, 32])
+    block = PyConv(32, 32, groups=[8, 8, 8, 8])
     seen = []
     block.levels[3].register_forward_hook(lambda m, a, out: seen.append(out.shape))
     block(torch.randn(1, 32, 8, 8))
@@ -105,7 +105,7 @@ def test_hooks_on_a_level_see_that_levels_call() -> None:
 def test_auto_merges_narrow_groups_on_cpu_and_keeps_wide_ones_apart() -> None:
     assert merge_plan(32, [8] * 4, [8] * 4, [3, 5, 7, 9], lanes=16) == ((0, 1, 2, 3),)  # 1 output channel per group
     assert merge_plan(512, [128] * 4, [2, 4, 8, 16], [3, 5, 7, 9], lanes=16) == ((0,), (1,), (2,), (3,))
-    block = PyConv(32, 32, groups=[8, 16, 32, 32])
+    block = PyConv(32, 32, groups=[8, 8, 8, 8])
     x = torch.randn(1, 32, 8, 8)
     assert block.resolved_implementation(x) == "merged"
     assert block(x).is_contiguous(memory_format=torch.channels_last)  # so the next BN and PyConv need no conversion
@@ -115,7 +115,7 @@ def test_unknown_implementation_is_a_clear_error() -> None:
     with pytest.raises(segzoo.ComponentParamsError, match="implementation"):
         segzoo.build("block", "pyconv", in_channels=8, out_channels=8, implementation="fft")
     with pytest.raises(ValueError, match="one of auto, grouped, channels_last, merged, dense, dense_merged"):
-        set_implementation(PyConv(8, 8), "fft")
+        set_implementation(PyConv(8, 8, kernels=[3, 5], groups=[1, 4]), "fft")
 
 
 def test_the_implementation_is_a_config_choice_of_the_architecture() -> None:
@@ -130,8 +130,8 @@ def test_the_implementation_is_a_config_choice_of_the_architecture() -> None:
 @pytest.mark.parametrize("impl", ["merged", "dense", "dense_merged"])
 def test_inference_weights_are_rebuilt_once_a_parameter_changes(impl: str) -> None:
     """Without autograd the derived weights are cached; an optimizer step or a checkpoint load must not leave them stale."""
-    reference = PyConv(16, 16, groups=[4, 8, 16, 16], implementation="grouped")
-    fast = PyConv(16, 16, groups=[4, 8, 16, 16], implementation=impl)
+    reference = PyConv(16, 16, groups=[4, 4, 4, 4], implementation="grouped")
+    fast = PyConv(16, 16, groups=[4, 4, 4, 4], implementation=impl)
     fast.load_state_dict(reference.state_dict())
     x = torch.randn(1, 16, 9, 9)
     with torch.no_grad():
@@ -161,6 +161,6 @@ def test_auto_chooses_by_device_and_compute_dtype(monkeypatch: pytest.MonkeyPatc
 def test_every_implementation_runs_where_the_model_is() -> None:
     """On the meta device (no memory, no kernels) every implementation keeps its weights and output on the model's device."""
     for impl in IMPLEMENTATIONS:
-        block = PyConv(16, 32, groups=[1, 4, 8, 16], bias=True, implementation=impl).to("meta")
+        block = PyConv(16, 32, groups=[1, 4, 8, 8], bias=True, implementation=impl).to("meta")
         y = block(torch.empty(2, 16, 12, 12, device="meta"))
         assert y.device.type == "meta" and y.shape == (2, 32, 12, 12), impl

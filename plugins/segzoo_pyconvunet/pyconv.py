@@ -42,6 +42,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 import segzoo
+from segzoo.errors import SegzooError
 
 CITATION_PYCONV = "Duta IC, Liu L, Zhu F, Shao L. Pyramidal convolution: rethinking convolutional neural networks for visual recognition. arXiv:2006.11538 (2020)"
 
@@ -56,6 +57,15 @@ MEMORY_COST_MACS = 100.0
 _CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
+# The first layer of a network sees the image: 1 (grey) to 3 (RGB) channels, too few for a pyramid's groups.
+NARROW_INPUT_CHANNELS = 3
+
+
+class PyConvLayoutError(SegzooError, ValueError):
+    """A pyramid that does not fit a layer's channels (a level without channels, or groups that do not divide them);
+    the message names the level, channels and groups."""
+
+
 def split_channels(out_channels: int, shares: Sequence[float] | None, levels: int) -> list[int]:
     """Output channels per level: ``shares`` (normalised) of ``out_channels``; the rounding remainder goes to the last level."""
     weights = [1.0] * levels if shares is None else [float(s) for s in shares]
@@ -63,23 +73,38 @@ def split_channels(out_channels: int, shares: Sequence[float] | None, levels: in
     counts = [int(out_channels * w / total) for w in weights[:-1]]
     counts.append(out_channels - sum(counts))
     if min(counts) <= 0:
-        raise ValueError(f"PyConv: {out_channels} output channels cannot be split by shares {list(weights)} (a level would get {min(counts)})")
+        raise PyConvLayoutError(
+            f"PyConv: {out_channels} output channels cannot be split by shares {list(weights)} (a level would get {min(counts)}); "
+            f"raise the smallest share or the width"
+        )
     return counts
 
 
-def level_groups(in_channels: int, level_out: Sequence[int], groups: Sequence[int]) -> list[int]:
-    """Groups each level can actually use: the largest divisor of both channel counts not above the requested one.
+def check_groups(in_channels: int, level_out: Sequence[int], kernels: Sequence[int], groups: Sequence[int]) -> None:
+    """Refuse groups that do not divide a level's channels, instead of building other groups than declared."""
+    for z, (out, k, g) in enumerate(zip(level_out, kernels, groups), start=1):
+        if in_channels % g or out % g:
+            fits = max(d for d in range(1, g + 1) if in_channels % d == 0 and out % d == 0)
+            raise PyConvLayoutError(
+                f"PyConv {in_channels}->{sum(level_out)} channels: pyramid level {z} (kernel {k}) has {in_channels} input and "
+                f"{out} output channels, which groups {g} does not divide; declare groups that divide both (at most {fits} "
+                f"here), or change the width or shares so that {g} divides the level's channels"
+            )
 
-    Narrow layers (the first layer sees 1-3 input channels) cannot be split in 16 groups; shrinking the
-    group count keeps the block valid there instead of refusing the configuration.
-    """
-    used = []
-    for out, g in zip(level_out, groups):
-        g = min(g, in_channels, out)
-        while in_channels % g or out % g:
-            g -= 1
-        used.append(g)
-    return used
+
+def follows_pyramid_principle(kernels: Sequence[int], groups: Sequence[int]) -> bool:
+    """Equation (7)'s principle: level 1 at full depth (groups 1), and a larger kernel never has more connections per
+    output channel (``in_channels / G_z * K_z^2``, so ``K_z^2 / G_z`` when the groups divide the input) than a smaller one."""
+    connections = [k * k / g for k, g in zip(kernels, groups)]
+    return groups[0] == 1 and all(later <= earlier for earlier, later in itertools.pairwise(connections))
+
+
+def narrow_input_groups(in_channels: int, level_out: Sequence[int], groups: Sequence[int]) -> list[int]:
+    """Groups a first layer of 1-3 input channels can use: each level's largest divisor of both channel counts not
+    above the declared one. The network records the result (``first_layer_groups``), so its built spec shows them."""
+    if in_channels > NARROW_INPUT_CHANNELS:
+        raise ValueError(f"only a first layer of 1-{NARROW_INPUT_CHANNELS} input channels may lower its groups, got {in_channels}")
+    return [max(d for d in range(1, g + 1) if in_channels % d == 0 and out % d == 0) for out, g in zip(level_out, groups)]
 
 
 def auto_implementation(device: torch.device, dtype: torch.dtype) -> str:
@@ -159,7 +184,7 @@ class PyConvParams(segzoo.Params):
     in_channels: int = Field(gt=0, description="input feature maps FM_i")
     out_channels: int = Field(gt=0, description="output feature maps FM_o (sum over levels)")
     kernels: list[int] = Field([3, 5, 7, 9], description="kernel size K_z of each pyramid level (odd)")
-    groups: list[int] = Field([1, 4, 8, 16], description="groups G_z of each level; reduced where the channels do not divide")
+    groups: list[int] = Field([1, 4, 8, 16], description="groups G_z of each level; each must divide the input channels and the level's output channels")
     shares: list[float] | None = Field(None, description="share of the output channels of each level; equal when unset")
     spatial_dims: int = Field(2, ge=1, le=3, description="2 for images, 3 for volumes")
     bias: bool = Field(False, description="add a bias to every level (BN follows in PyConvU-Net, so off)")
@@ -201,7 +226,8 @@ class PyConv(nn.Module):
         super().__init__()
         self.spatial_dims = spatial_dims
         self.level_out = split_channels(out_channels, shares, len(kernels))
-        self.level_groups = level_groups(in_channels, self.level_out, groups)
+        check_groups(in_channels, self.level_out, kernels, groups)
+        self.level_groups = list(groups)
         self.kernels = list(kernels)
         conv = Conv[Conv.CONV, spatial_dims]
         self.levels = nn.ModuleList(
@@ -224,6 +250,15 @@ class PyConv(nn.Module):
         if value not in IMPLEMENTATIONS:
             raise ValueError(f"PyConv implementation must be one of {', '.join(IMPLEMENTATIONS)}, got {value!r}")
         self._implementation = value
+
+    def describe_layer(self) -> list[dict[str, int]]:
+        """One row per pyramid level as built (kernel, groups, channels, connections per output channel
+        ``in / groups * k^2``, parameters): what ``segzoo complexity --layers`` prints."""
+        return [
+            {"level": z, "kernel": k, "groups": conv.groups, "in": conv.in_channels, "out": conv.out_channels,
+             "connections": conv.in_channels // conv.groups * k**self.spatial_dims, "params": sum(p.numel() for p in conv.parameters())}
+            for z, (k, conv) in enumerate(zip(self.kernels, self.levels), start=1)
+        ]
 
     def _run_groups(self, run: Sequence[int]) -> int:
         return math.gcd(*(self.level_groups[z] for z in run))
