@@ -73,21 +73,12 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
     is tagged with its host and process. Raises :class:`TrackingUnavailableError` naming the URI when the store cannot
     be reached.
     """
-    import mlflow
-
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    try:
-        check_reachable(uri)
-        client, experiment_id = open_experiment(uri, experiment)
-        if run_id is not None and not _has_run(client, run_id):
-            warnings.warn(f"MLflow run {run_id} is not in the tracking store {uri} (the store changed?); a new run is opened",
-                          RuntimeWarning, stacklevel=2)
-            run_id = None
-    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-        raise TrackingUnavailableError(
-            f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
-            "fix MLFLOW_TRACKING_URI (or --tracking_uri), or unset it to log to the local store; nothing was trained."
-        ) from None
+    client, experiment_id = connect(tracking_uri, experiment)
+    uri = client.tracking_uri
+    if run_id is not None and not _has_run(client, run_id):
+        warnings.warn(f"MLflow run {run_id} is not in the tracking store {uri} (the store changed?); a new run is opened",
+                      RuntimeWarning, stacklevel=2)
+        run_id = None
     try:
         close_stale_runs(client, experiment_id)
     except Exception as exc:  # noqa: BLE001 - tidying other runs must never stop this one
@@ -99,6 +90,55 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
         return client, run_id
     tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
     return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+# Set on the experiment by every :func:`connect`: a write that proves the store takes writes before anything trains.
+WRITE_CHECK_TAG = "segzoo.writable"
+
+
+def connect(tracking_uri: str | None, experiment: str) -> tuple[Any, str]:
+    """A client of the tracking store (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default) and the id
+    of ``experiment``, created if need be, after one harmless write (an experiment tag).
+
+    This is the preflight of every command that logs: bundle configs call it (:func:`check_tracking_store`) before a run
+    folder exists. Raises :class:`TrackingUnavailableError` naming the URI and the fix: one message for a server that
+    does not answer, another for a store that answers but refuses to write.
+    """
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    try:
+        check_reachable(uri)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the server is not there
+        raise TrackingUnavailableError(
+            f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server "
+            "(`mlflow server --backend-store-uri ... --host ...`, docs/group.md), fix MLFLOW_TRACKING_URI (or --tracking_uri), "
+            "or unset it to log to the local store; nothing was trained."
+        ) from None
+    try:
+        client, experiment_id = open_experiment(uri, experiment)
+        client.set_experiment_tag(experiment_id, WRITE_CHECK_TAG, "true")
+    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if uri.startswith(("http://", "https://")):
+            raise TrackingUnavailableError(
+                f"the MLflow tracking server at {uri} answers but refused to write experiment '{experiment}' ({detail}). "
+                "Check the server's log: its --backend-store-uri database must accept writes from the server's user and its "
+                "--artifacts-destination must be writable, and your credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or "
+                "MLFLOW_TRACKING_TOKEN) must allow writing; nothing was trained."
+            ) from None
+        raise TrackingUnavailableError(
+            f"cannot open or write the MLflow tracking store at {uri} ({detail}). Fix MLFLOW_TRACKING_URI (or --tracking_uri) "
+            "so it names a store this user can write, or unset it to log to the local store; nothing was trained."
+        ) from None
+    return client, experiment_id
+
+
+def check_tracking_store(tracking_uri: str | None, experiment: str) -> None:
+    """Bundle configs' preflight (their ``initialize``): the store answers and takes writes, before a run folder exists
+    or anything is built (see :func:`connect`). Only rank 0 of a distributed run checks; it alone logs."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        connect(tracking_uri, experiment)
 
 
 def _has_run(client: Any, run_id: str) -> bool:
