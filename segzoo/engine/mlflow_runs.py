@@ -13,6 +13,7 @@ import os
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,9 +157,9 @@ def _has_run(client: Any, run_id: str) -> bool:
 def open_experiment(uri: str, name: str) -> tuple[Any, str]:
     """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
 
-    Several runs starting at once on a new SQLite store would race to create its tables (MLflow's migrations fail
-    with "database is locked" or "duplicate column") and the experiment; a lock file beside the database lets one
-    process at a time open it.
+    Several runs starting at once on a new SQLite or PostgreSQL store would race to create its tables (MLflow's
+    migrations fail with "database is locked", "duplicate column" or a unique violation) and the experiment;
+    :func:`store_lock` lets one process at a time open it.
     """
     from mlflow.tracking import MlflowClient
 
@@ -167,15 +168,37 @@ def open_experiment(uri: str, name: str) -> tuple[Any, str]:
         return client, get_or_create_experiment(client, name)
 
 
-def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
-    """An inter-process lock for a SQLite store (``<db>.lock`` beside it); no lock for other stores, which serve many clients."""
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    from filelock import FileLock
+def store_lock(uri: str, purpose: str = "segzoo.mlflow") -> contextlib.AbstractContextManager[Any]:
+    """An inter-process lock on the database at ``uri``, for work that must not run twice at once (creating tables, or
+    reading-then-writing shared state): a ``<db>.lock`` file beside a SQLite file, a PostgreSQL advisory lock (one per
+    ``purpose``, so differently-purposed locks on one database never wait for each other) on a server database, on any
+    machine that reaches it; no lock for other stores."""
+    if uri.startswith("sqlite:///"):
+        from filelock import FileLock
 
-    database = Path(uri[len("sqlite:///") :]).resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(database) + ".lock", timeout=600)
+        database = Path(uri[len("sqlite:///") :]).resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(database) + ".lock", timeout=600)
+    if uri.startswith("postgresql"):
+        return advisory_lock(uri, zlib.crc32(purpose.encode()))
+    return contextlib.nullcontext()
+
+
+@contextmanager
+def advisory_lock(url: str, key: int) -> Iterator[None]:
+    """PostgreSQL's session advisory lock ``key`` on the database at ``url``, held on its own connection for the block."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
