@@ -105,7 +105,7 @@ def test_a_comparison_of_two_networks_logs_to_the_server_and_registers_the_winne
             "--panel_images", "2", "--output", str(tmp_path / "cmp"), "--register_winner", "group-winner",
             *(a for o in ("synthetic#num_images=6", "synthetic#size=64", "patch_size=[64,64]", "batch_size=2",
                           "arch_params={'base_channels': 4}") for a in ("--override", o))]
-    proc = subprocess.run([sys.executable, "-m", "segzoo.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([sys.executable, "-m", "segzoo", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, **server_env(mlflow_server.uri)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=mlflow_server.uri)

@@ -31,7 +31,7 @@ WORKER_TIMEOUT_S = 400
 
 def start_worker(storage: str, study: str, seed: int, out: Path, tracking_uri: str) -> subprocess.Popen:
     """One worker, as a second machine starts it (the README's join command)."""
-    cmd = [sys.executable, "-m", "segzoo.cli", "tune", "--bundle", str(BUNDLES / "frem"), "--space", "B:int:1:16,X:float:1:100",
+    cmd = [sys.executable, "-m", "segzoo", "tune", "--bundle", str(BUNDLES / "frem"), "--space", "B:int:1:16,X:float:1:100",
            "--epochs", "1", "--trials", str(TRIALS), "--study", study, "--storage", storage, "--seed", str(seed),
            "--heartbeat", "1", "--output-dir", str(out / f"worker{seed}"), *(a for o in TINY_FREM for a in ("--override", o))]
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
