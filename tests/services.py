@@ -91,7 +91,7 @@ def postgres() -> Iterator[Postgres]:
     try:
         yield Postgres(port, user)
     finally:
-        subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60)
+        subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60, check=False)
         shutil.rmtree(data_root, ignore_errors=True)
 
 
