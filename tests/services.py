@@ -138,7 +138,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
     pytest.fail(f"no answer from {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}", pytrace=False)
 
 
-def stop(process: subprocess.Popen, grace: float = 10) -> None:
+def stop(process: subprocess.Popen, grace: float = 5) -> None:
     """SIGTERM the process group ``process`` leads (a server and its workers), SIGKILL it after ``grace`` seconds."""
     if process.poll() is not None:
         return

@@ -122,7 +122,8 @@ def test_a_comparison_of_two_networks_logs_to_the_server_and_registers_the_winne
     assert version.run_id in {c.info.run_id for c in children}
 
 
-@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that is down", "exit before the run folder exists, naming the server and how to start it",
+@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that is down: no run folder left to count as the newest run",
+         "exit before the run folder exists, naming the server and how to start it",
          "cannot reach the MLflow tracking store at http://127.0.0.1:PORT ... Start the server (`mlflow server ...`)")
 def test_a_server_that_is_down_stops_a_training_before_its_run_folder_exists(tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
@@ -166,7 +167,8 @@ def refusing_server() -> Iterator[str]:
     server.server_close()
 
 
-@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that refuses writes (403)", "exit before the run folder exists, naming the server and what to check",
+@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that refuses writes (403)",
+         "exit before the run folder exists, naming the server and what to check",
          "the MLflow tracking server at ... answers but refused to write experiment 'pyconvunet' ...; nothing was trained")
 def test_a_server_that_refuses_writes_stops_a_training_before_its_run_folder_exists(refusing_server: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET],
