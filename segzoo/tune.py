@@ -125,9 +125,17 @@ class Tuner:
         from segzoo.engine.mlflow_runs import closed_with_status, store_lock
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with store_lock(self.storage, STUDY_LOCK):
-            study = self.load_study()
-            client, parent = self.open_parent(study)
+        try:
+            with store_lock(self.storage, STUDY_LOCK):
+                study = self.load_study()
+                client, parent = self.open_parent(study)
+        except ImportError as exc:
+            raise SegzooError(f"--storage {self.storage}: its database driver is not installed ({exc}); "
+                              "pip install -e '.[group]' adds PostgreSQL's (psycopg)") from None
+        except sqlalchemy_errors() as exc:
+            raise SegzooError(f"--storage {self.storage}: cannot open the study's database ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0]}); check the URL, that the database server is up and that the "
+                              "database exists and this user may create tables in it (docs/group.md)") from None
         with closed_with_status(client, parent):
             while (trial := self.next_trial(study)) is not None:
                 try:
@@ -247,6 +255,13 @@ class Tuner:
         client.log_artifact(parent, str(plot))
         best_run = best.user_attrs.get(RUN_ID_ATTR) or read_run_id(self.output_dir / self.trial_run_name(best.number))
         summarize(client, parent, best_run, self.title, trials_table(done, [d.name for d in self.space], self.metric))
+
+
+def sqlalchemy_errors() -> tuple[type[BaseException], ...]:
+    """What SQLAlchemy raises for a database it cannot reach, log in to or use (Optuna's storage is SQLAlchemy)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    return (OperationalError, ProgrammingError)
 
 
 @contextmanager
