@@ -93,7 +93,7 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
     return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
 
 
-# Set on the experiment by every :func:`connect`: a write that proves the store takes writes before anything trains.
+# Set on the experiment by :func:`open_experiment` (so by every :func:`connect`): a write that proves the store takes writes before anything trains.
 WRITE_CHECK_TAG = "segzoo.writable"
 
 
@@ -118,7 +118,6 @@ def connect(tracking_uri: str | None, experiment: str) -> tuple[Any, str]:
         ) from None
     try:
         client, experiment_id = open_experiment(uri, experiment)
-        client.set_experiment_tag(experiment_id, WRITE_CHECK_TAG, "true")
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if uri.startswith(("http://", "https://")):
@@ -155,7 +154,7 @@ def _has_run(client: Any, run_id: str) -> bool:
 
 
 def open_experiment(uri: str, name: str) -> tuple[Any, str]:
-    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
+    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be), after one write.
 
     Several runs starting at once on a new SQLite or PostgreSQL store would race to create its tables (MLflow's
     migrations fail with "database is locked", "duplicate column" or a unique violation) and the experiment;
@@ -165,7 +164,9 @@ def open_experiment(uri: str, name: str) -> tuple[Any, str]:
 
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
-        return client, get_or_create_experiment(client, name)
+        experiment_id = get_or_create_experiment(client, name)
+        client.set_experiment_tag(experiment_id, WRITE_CHECK_TAG, "true")  # proves the store takes writes (see connect)
+        return client, experiment_id
 
 
 def store_lock(uri: str, purpose: str = "segzoo.mlflow") -> contextlib.AbstractContextManager[Any]:
