@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import services
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 ISBI = ROOT.parent / "shared" / "data" / "isbi2012"
@@ -43,6 +45,21 @@ def one_thread() -> None:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> services.Postgres:
+    """One throwaway PostgreSQL cluster for the session's service tests (``tests/services.py``)."""
+    with services.postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres_server: services.Postgres, tmp_path_factory: pytest.TempPathFactory) -> services.MlflowServer:
+    """A shared ``mlflow server``: PostgreSQL backend store, proxied artifacts, on 127.0.0.1."""
+    backend = postgres_server.create_database("mlflow")
+    with services.mlflow_server(backend, tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -84,3 +84,12 @@ def test_best_override_is_a_config_file_monai_merges(tmp_path: Path) -> None:
     parser.read_config([str(BUNDLES / "frem" / "configs" / "train.json"), str(override)])
     assert parser["train_hook_params"]["B"] == "@B" and parser["B"] == 12
     assert parser["arch_params"] == {"base_channels": 8}
+
+
+def test_a_storage_that_cannot_be_reached_is_named_with_the_fix(tmp_path: Path) -> None:
+    from tests.services import free_port
+
+    url = f"postgresql://segzoo@127.0.0.1:{free_port()}/optuna"  # nobody listens there
+    with pytest.raises(SegzooError, match=r"--storage postgresql://.*: cannot open the study's database .*database server is up"):
+        tune("--bundle", str(BUNDLES / "frem"), "--space", "B:int:1:16", "--trials", "1", "--storage", url,
+             "--output-dir", str(tmp_path / "tune"), *(a for o in TINY_FREM for a in ("--override", o)))

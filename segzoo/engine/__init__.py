@@ -10,6 +10,7 @@ from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOn
 from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
 from segzoo.engine.metrics import check_metrics, key_metric, metric_handlers, other_metrics
 from segzoo.engine.mlflow_dataset import evaluation_context
+from segzoo.engine.mlflow_runs import check_tracking_store
 from segzoo.engine.predict import panel, predict, probabilities
 from segzoo.engine.runs import (
     amp_kwargs,
@@ -52,6 +53,7 @@ __all__ = [
     "check_metrics",
     "check_overrides",
     "check_params",
+    "check_tracking_store",
     "evaluation_context",
     "inference_items",
     "is_none",

@@ -13,6 +13,7 @@ import os
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,21 +74,12 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
     is tagged with its host and process. Raises :class:`TrackingUnavailableError` naming the URI when the store cannot
     be reached.
     """
-    import mlflow
-
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    try:
-        check_reachable(uri)
-        client, experiment_id = open_experiment(uri, experiment)
-        if run_id is not None and not _has_run(client, run_id):
-            warnings.warn(f"MLflow run {run_id} is not in the tracking store {uri} (the store changed?); a new run is opened",
-                          RuntimeWarning, stacklevel=2)
-            run_id = None
-    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-        raise TrackingUnavailableError(
-            f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server, "
-            "fix MLFLOW_TRACKING_URI (or --tracking_uri), or unset it to log to the local store; nothing was trained."
-        ) from None
+    client, experiment_id = connect(tracking_uri, experiment)
+    uri = client.tracking_uri
+    if run_id is not None and not _has_run(client, run_id):
+        warnings.warn(f"MLflow run {run_id} is not in the tracking store {uri} (the store changed?); a new run is opened",
+                      RuntimeWarning, stacklevel=2)
+        run_id = None
     try:
         close_stale_runs(client, experiment_id)
     except Exception as exc:  # noqa: BLE001 - tidying other runs must never stop this one
@@ -99,6 +91,54 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
         return client, run_id
     tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
     return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+# Set on the experiment by :func:`open_experiment` (so by every :func:`connect`): a write that proves the store takes writes before anything trains.
+WRITE_CHECK_TAG = "segzoo.writable"
+
+
+def connect(tracking_uri: str | None, experiment: str) -> tuple[Any, str]:
+    """A client of the tracking store (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default) and the id
+    of ``experiment``, created if need be, after one harmless write (an experiment tag).
+
+    This is the preflight of every command that logs: bundle configs call it (:func:`check_tracking_store`) before a run
+    folder exists. Raises :class:`TrackingUnavailableError` naming the URI and the fix: one message for a server that
+    does not answer, another for a store that answers but refuses to write.
+    """
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    try:
+        check_reachable(uri)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the server is not there
+        raise TrackingUnavailableError(
+            f"cannot reach the MLflow tracking store at {uri} ({type(exc).__name__}: {exc}). Start the server "
+            "(`mlflow server --backend-store-uri ... --host ...`, docs/group.md), fix MLFLOW_TRACKING_URI (or --tracking_uri), "
+            "or unset it to log to the local store; nothing was trained."
+        ) from None
+    try:
+        client, experiment_id = open_experiment(uri, experiment)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if uri.startswith(("http://", "https://")):
+            raise TrackingUnavailableError(
+                f"the MLflow tracking server at {uri} answers but refused to write experiment '{experiment}' ({detail}). "
+                "Check the server's log: its --backend-store-uri database must accept writes from the server's user and its "
+                "--artifacts-destination must be writable, and your credentials (MLFLOW_TRACKING_USERNAME/PASSWORD or "
+                "MLFLOW_TRACKING_TOKEN) must allow writing; nothing was trained."
+            ) from None
+        raise TrackingUnavailableError(
+            f"cannot open or write the MLflow tracking store at {uri} ({detail}). Fix MLFLOW_TRACKING_URI (or --tracking_uri) "
+            "so it names a store this user can write, or unset it to log to the local store; nothing was trained."
+        ) from None
+    return client, experiment_id
+
+
+def check_tracking_store(tracking_uri: str | None, experiment: str) -> None:
+    """Bundle configs' preflight (their ``initialize``): the store answers and takes writes, before a run folder exists
+    or anything is built (see :func:`connect`). Only rank 0 of a distributed run checks; it alone logs."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        connect(tracking_uri, experiment)
 
 
 def _has_run(client: Any, run_id: str) -> bool:
@@ -114,28 +154,52 @@ def _has_run(client: Any, run_id: str) -> bool:
 
 
 def open_experiment(uri: str, name: str) -> tuple[Any, str]:
-    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be).
+    """A client of the store at ``uri`` and the id of its experiment ``name`` (created if need be), after one write.
 
-    Several runs starting at once on a new SQLite store would race to create its tables (MLflow's migrations fail
-    with "database is locked" or "duplicate column") and the experiment; a lock file beside the database lets one
-    process at a time open it.
+    Several runs starting at once on a new SQLite or PostgreSQL store would race to create its tables (MLflow's
+    migrations fail with "database is locked", "duplicate column" or a unique violation) and the experiment;
+    :func:`store_lock` lets one process at a time open it.
     """
     from mlflow.tracking import MlflowClient
 
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
-        return client, get_or_create_experiment(client, name)
+        experiment_id = get_or_create_experiment(client, name)
+        client.set_experiment_tag(experiment_id, WRITE_CHECK_TAG, "true")  # proves the store takes writes (see connect)
+        return client, experiment_id
 
 
-def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
-    """An inter-process lock for a SQLite store (``<db>.lock`` beside it); no lock for other stores, which serve many clients."""
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    from filelock import FileLock
+def store_lock(uri: str, purpose: str = "segzoo.mlflow") -> contextlib.AbstractContextManager[Any]:
+    """An inter-process lock on the database at ``uri``, for work that must not run twice at once (creating tables, or
+    reading-then-writing shared state): a ``<db>.lock`` file beside a SQLite file, a PostgreSQL advisory lock (one per
+    ``purpose``, so differently-purposed locks on one database never wait for each other) on a server database, on any
+    machine that reaches it; no lock for other stores."""
+    if uri.startswith("sqlite:///"):
+        from filelock import FileLock
 
-    database = Path(uri[len("sqlite:///") :]).resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(database) + ".lock", timeout=600)
+        database = Path(uri[len("sqlite:///") :]).resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(database) + ".lock", timeout=600)
+    if uri.startswith("postgresql"):
+        return advisory_lock(uri, zlib.crc32(purpose.encode()))
+    return contextlib.nullcontext()
+
+
+@contextmanager
+def advisory_lock(url: str, key: int) -> Iterator[None]:
+    """PostgreSQL's session advisory lock ``key`` on the database at ``url``, held on its own connection for the block."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
