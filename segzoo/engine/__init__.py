@@ -25,7 +25,14 @@ from segzoo.engine.runs import (
 )
 from segzoo.engine.store import output_dir, run_checkpoint
 from segzoo.engine.tracking import MLflowTracker
-from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
+from segzoo.engine.validation import (
+    ConfigError,
+    check_components,
+    check_overrides,
+    check_params,
+    check_patch_size,
+    check_training_values,
+)
 from segzoo.errors import install_excepthook
 from segzoo.overrides import as_flag, is_none
 
@@ -52,6 +59,8 @@ __all__ = [
     "check_metrics",
     "check_overrides",
     "check_params",
+    "check_patch_size",
+    "check_training_values",
     "evaluation_context",
     "inference_items",
     "is_none",

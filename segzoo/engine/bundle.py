@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segzoo.engine.validation import ConfigError, check_override_values, unknown_override
+from segzoo.engine.validation import ConfigError, check_override_values, load_config_file, load_config_files, unknown_override
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow
@@ -75,12 +75,13 @@ class Bundle:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         if not self.config_file("training").is_file():
-            raise ConfigError(f"{self.root} is not a bundle folder: no configs/train.json in it (pass e.g. bundles/pyconvunet)")
+            state = "does not exist" if not self.root.exists() else "is a file" if not self.root.is_dir() else "has no configs/train.json"
+            raise ConfigError(f"{self.root} is not a bundle folder: it {state} (pass e.g. bundles/pyconvunet)")
 
     @property
     def name(self) -> str:
         """The bundle's ``bundle_name`` (its MLflow experiment), else its folder's name."""
-        return json.loads(self.config_file("training").read_text()).get("bundle_name", self.root.name)
+        return load_config_file(self.config_file("training")).get("bundle_name", self.root.name)
 
     def config_file(self, workflow: str) -> Path:
         if workflow not in CONFIG_FILES:
@@ -101,9 +102,9 @@ class Bundle:
         from monai.bundle import ConfigParser
 
         files = self.files(workflow, extra_configs)
-        parser = ConfigParser(ConfigParser.load_config_files(files))
+        parser = ConfigParser(load_config_files(files))
         self.check(workflow, parser, files)
-        check_override_values(dict(overrides or {}), parser.get(), files)
+        check_override_values(dict(overrides or {}), parser.get(), files, types=load_config_file(files[0]))
         parser.update(dict(overrides or {}))
         return parser
 
@@ -120,9 +121,7 @@ class Bundle:
 
     def known_overrides(self, workflow: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The ``overrides`` that name keys of ``workflow``'s config (training overrides that evaluation shares)."""
-        from monai.bundle import ConfigParser
-
-        config = ConfigParser.load_config_files(self.files(workflow))
+        config = load_config_files(self.files(workflow))
         return {key: value for key, value in overrides.items() if unknown_override(key, config) is None}
 
 

@@ -218,9 +218,11 @@ class LastCheckpoint:
         self._writer = None
         if self._error is not None:
             error, self._error = self._error, None
+            then = (f"then continue with --resume {self.path.parent} (its last.pt, of an earlier epoch, is intact)" if self.path.is_file()
+                    else "then start the training again (no epoch was saved, so there is nothing to resume)")
             raise SegzooError(
                 f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}. Free disk space or make "
-                f"{self.path.parent} writable, then continue with --resume {self.path.parent} (the previous last.pt is intact)"
+                f"{self.path.parent} writable, {then}"
             ) from error
 
 

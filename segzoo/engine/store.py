@@ -103,14 +103,18 @@ def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
     root = Path(runs_dir)
     if int(os.environ.get("RANK", "0")) != 0:
         return root / run_name
-    root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         candidate = root / (run_name if n == 1 else f"{run_name}-{n}")
         try:
-            candidate.mkdir()
+            candidate.mkdir(parents=True)
             return candidate
         except FileExistsError:
-            continue
+            if root.is_dir():
+                continue
+            raise SegzooError(f"--runs_dir {root}: it (or a folder above it) is a file, not a folder; pass a folder") from None
+        except OSError as exc:
+            raise SegzooError(f"--runs_dir {root}: cannot create the run folder {candidate} ({exc.strerror}); "
+                              "pass a --runs_dir you can write to") from None
     raise SegzooError(f"{root} already holds {run_name} and 9999 numbered variants; pass another --run_name")
 
 
