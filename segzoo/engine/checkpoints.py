@@ -33,7 +33,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.faults import fault_point
-from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, resume_requested
+from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, read_checkpoint, resume_requested
 from segzoo.engine.runs import unwrap
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
@@ -133,7 +133,7 @@ class LastCheckpoint:
         run = self.path.parent
         self._check_settings(run, current_bundle_config())
         epochs, rates = engine.state.max_epochs, [group["lr"] for group in self.optimizer.param_groups]
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(self.path)
         unwrap(self.network).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         engine.load_state_dict(state["trainer"])

@@ -71,13 +71,47 @@ def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info, default=str)
 
 
+class UnreadableCheckpointError(SegzooError):
+    """A checkpoint file that is truncated, corrupt or not a PyTorch state saved by segzoo."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """What the checkpoint ``path`` holds, loaded as untrusted input: tensors and plain containers only
+    (``weights_only=True``, so the file can run no code). A truncated, random or foreign file is an
+    :class:`UnreadableCheckpointError` naming it; the advice is never to load it with fewer checks."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UnreadableCheckpointError(f"checkpoint {path} does not exist; pass a run folder or a .pt file a training wrote") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means the file is not a checkpoint segzoo wrote
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        if "weights_only" in str(exc) or "WeightsUnpickler" in str(exc):  # never pass on torch's advice to load it unchecked
+            reason = "it holds something other than tensors and plain containers"
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch weights file ({reason}). Pass the "
+            "model.pt or last.pt a segzoo training wrote, or copy it again if it was cut short"
+        ) from None
+
+
+def checkpoint_weights(path: str | os.PathLike, key: str = "model") -> dict[str, torch.Tensor]:
+    """The weights (``{name: tensor}``) of a checkpoint: a bare state dict, or the ``key`` entry of a training state
+    (``last.pt``); anything else is an :class:`UnreadableCheckpointError` naming the file."""
+    state = read_checkpoint(path)
+    state = state.get(key, state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UnreadableCheckpointError(f"checkpoint {path} holds no network weights (a {type(state).__name__}, not a "
+                                        "{name: tensor} state dict); pass the model.pt or last.pt a segzoo training wrote")
+    return state
+
+
 def is_finished(run: Path) -> bool:
     """Whether the training of ``run`` ended (its marker, or a ``last.pt`` of every epoch from before markers existed)."""
     if (run / FINISHED).exists():
         return True
     if not (run / LAST).exists():
         return False
-    trainer = torch.load(run / LAST, map_location="cpu", weights_only=True)["trainer"]
+    trainer = read_checkpoint(run / LAST)["trainer"]
     return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
 
 
