@@ -33,11 +33,13 @@ from segzoo.engine.validation import (
     check_patch_size,
     check_training_values,
 )
-from segzoo.errors import install_excepthook
+from segzoo.errors import install_excepthook, raise_on_sigterm
 from segzoo.overrides import as_flag, is_none
 
-# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`.
+# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`,
+# and a SIGTERM in any phase (start-up included) closes the open MLflow runs as KILLED instead of ending Python.
 install_excepthook()
+raise_on_sigterm()
 
 __all__ = [
     "Bundle",

@@ -35,6 +35,7 @@ from monai.handlers import from_engine
 from segzoo.engine.faults import fault_point
 from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, read_checkpoint, resume_requested
 from segzoo.engine.runs import unwrap
+from segzoo.errors import advise_on_stop
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
@@ -114,6 +115,7 @@ class LastCheckpoint:
         self._error: BaseException | None = None
 
     def attach(self, engine: Engine) -> None:
+        advise_on_stop(self.how_to_continue)
         if self.resume and self.path.exists():
             self._restore(engine)
         elif int(os.environ.get("RANK", "0")) == 0:
@@ -152,6 +154,15 @@ class LastCheckpoint:
         self._restored_keep = state.get("keep", [])
         applied = f"; applied: {', '.join(dict.fromkeys(changes))}" if changes else ""
         warnings.warn(f"resuming {run} after epoch {done} of {engine.state.max_epochs}{applied}", ResumeWarning, stacklevel=2)
+
+    def how_to_continue(self) -> str:
+        """What to do after a stop, as the run folder is now: resume from its ``last.pt``, or start again without one."""
+        run = self.path.parent
+        if (run / FINISHED).exists():
+            return f"the training in {run} had finished; its model is there"
+        if self.path.is_file():
+            return f"continue with --resume {run} (its last.pt holds every epoch completed)"
+        return f"no epoch was completed in {run}, so there is nothing to resume: start the training again"
 
     def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
         """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""

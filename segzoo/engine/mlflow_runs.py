@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -169,12 +170,33 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=batch)
 
 
+def terminate(client: Any, run_id: str, status: str, attempts: int = 5) -> bool:
+    """Close ``run_id`` with ``status`` while the process is going down anyway (an error, Ctrl-C, SIGTERM): a SQLite store
+    still locked by the call the signal interrupted is retried for a few seconds, and a store that cannot be written
+    costs a one-line warning, never a second traceback chained to the first. Whether the run was closed."""
+    for attempt in range(attempts):
+        try:
+            client.set_terminated(run_id, status)
+            return True
+        except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM while closing: stop trying, the stale-run check closes it later
+            break
+        except Exception as exc:  # noqa: BLE001 - see above
+            if "locked" in str(exc) and attempt + 1 < attempts:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            warnings.warn(f"MLflow run {run_id} could not be closed as {status} ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "the next training in this experiment closes it as KILLED", RuntimeWarning, stacklevel=2)
+            break
+    return False
+
+
 @contextmanager
 def closed_with_status(client: Any, run_id: str) -> Iterator[None]:
-    """Close ``run_id`` as FINISHED when the block ends, KILLED on Ctrl-C, FAILED on any other error (then re-raised)."""
+    """Close ``run_id`` as FINISHED when the block ends, KILLED on Ctrl-C or SIGTERM, FAILED on any other error (then
+    re-raised, with no error of the closing chained to it: see :func:`terminate`)."""
     try:
         yield
     except BaseException as exc:
-        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        terminate(client, run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
