@@ -71,6 +71,25 @@ def advise_on_stop(advice: Callable[[], str], scope: str = "run") -> None:
     _stop_advice[scope] = advice
 
 
+# What must run when the process ends on an uncaught error or a stop (close MLflow runs still RUNNING), whoever opened them.
+_on_failure: list[Callable[[BaseException], None]] = []
+
+
+def on_failure(cleanup: Callable[[BaseException], None]) -> None:
+    """Call ``cleanup(exc)`` when the process ends on an error or a stop (once per function, however often it is added)."""
+    if cleanup not in _on_failure:
+        _on_failure.append(cleanup)
+
+
+def run_failure_cleanups(exc: BaseException) -> None:
+    """Run the :func:`on_failure` clean-ups; a clean-up that fails is skipped, so the user still reads the real cause."""
+    for cleanup in _on_failure:
+        try:
+            cleanup(exc)
+        except Exception:  # noqa: BLE001, S110 - the original error is what the user must see
+            pass
+
+
 def stop_message(exc: BaseException) -> str:
     """The one line printed on Ctrl-C or SIGTERM: what stopped, and how to continue from what is on disk now (open
     progress bars are closed first, so the line is the last one)."""
@@ -92,6 +111,7 @@ def _close_progress_bars() -> None:
 
 
 def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    run_failure_cleanups(exc)
     if user_error(exc) is not None:
         _close_progress_bars()
     if isinstance(exc, KeyboardInterrupt):

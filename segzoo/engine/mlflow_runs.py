@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from segzoo.engine.liveness import close_stale_runs, owner_tags
+from segzoo.errors import on_failure
 from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
 from segzoo.registry import SegzooError
 
@@ -97,9 +98,27 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
         client.update_run(run_id, status="RUNNING")
         for key, value in owner_tags().items():
             client.set_tag(run_id, key, value)
-        return client, run_id
-    tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-    return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    else:
+        tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    _OPENED.append((client, run_id))
+    on_failure(close_open_runs)
+    return client, run_id
+
+
+_OPENED: list[tuple[Any, str]] = []  # every run this process opened, so a stop can close those still RUNNING
+
+
+def close_open_runs(exc: BaseException) -> None:
+    """Close every run this process opened that is still RUNNING: KILLED on Ctrl-C or SIGTERM, FAILED on an error.
+    Called on the way out of the process (see :func:`segzoo.errors.on_failure`), after each workflow had its chance to
+    close its own run with its artifacts, so no stop leaves a run RUNNING whatever it interrupted."""
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    while _OPENED:
+        client, run_id = _OPENED.pop()
+        with contextlib.suppress(Exception):
+            if client.get_run(run_id).info.status == "RUNNING":
+                terminate(client, run_id, status)
 
 
 def _has_run(client: Any, run_id: str) -> bool:

@@ -149,6 +149,10 @@ class MLflowTracker:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
         engine.add_event_handler(Events.COMPLETED, self.finish)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self.fail)
+        # Ignite runs only the first EXCEPTION_RAISED handler that re-raises (MONAI's StatsHandler, listed before this one
+        # in a bundle, logs a traceback and re-raises): this one goes first, so the run is always closed with its status.
+        handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+        handlers.insert(0, handlers.pop())
         self.engine = engine
         if self.evaluator is not None and self.evaluator is not engine:
             self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._log_validation)
