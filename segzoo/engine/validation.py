@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import segzoo
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
-from segzoo.registry import SegzooError
+from segzoo.registry import SegzooError, UnknownPresetError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
 RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}
@@ -232,6 +232,8 @@ def check_params(key: str, kind: str, name: str | None, preset: str | None = Non
         return
     try:
         segzoo.get(kind, name).validate(preset, **params)
+    except UnknownPresetError as err:  # the preset is wrong, not the parameters
+        raise ConfigError(f"config key 'preset' = {preset!r}: {str(err).strip(chr(34) + chr(39))}") from None
     except SegzooError as err:
         raise ConfigError(f"config key '{key}': {err}") from None
 
