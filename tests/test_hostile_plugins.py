@@ -100,7 +100,8 @@ CASES = [
     """, "a default of its params model WrongDefault does not fit its own type (base_channels = 'wide'",
                  marks=hostile("plugins", "params model whose default is of the wrong type (`base_channels: int = 'wide'`)",
                                "plugin skipped whole, the reason in `segzoo plugins` (it used to load and train)",
-                               "a default of its params model WrongDefault does not fit its own type (base_channels = 'wide': ...)")),
+                               "a default of its params model WrongDefault does not fit its own type (base_channels = 'wide': ...)",
+                               issue=22)),
     pytest.param("""
         @segzoo.hookimpl
         def segzoo_requires():

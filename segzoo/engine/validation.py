@@ -257,7 +257,7 @@ def check_training_values(train_items: Sequence[dict[str, Any]], val_items: Sequ
         raise ConfigError(f"the data set holds {total} item(s), split into {len(train_items)} training and {n_val} validation; "
                           "a training needs at least one of each. Add images, or use the synthetic data (--dataset_dir null)")
     asked = total * val_fraction
-    rounded = f" (val_fraction {val_fraction} of {total} items is {asked:g}; kept within 1..{total - 1})" if abs(asked - n_val) >= 1 else ""
+    rounded = f" (val_fraction {val_fraction} of {total} items is {asked:g}; kept within 1..{total - 1})" if round(asked) != n_val else ""
     print(f"split: {total} items -> {len(train_items)} training, {n_val} validation{rounded}")
     small = [str(item.get("name", "?")) for item in [*train_items, *val_items]
              if patch_size and any(s < p for s, p in zip(getattr(item.get("image"), "shape", ())[1:], patch_size))]
