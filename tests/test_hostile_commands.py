@@ -297,3 +297,31 @@ def test_an_unknown_preset_is_blamed_on_preset() -> None:
 
     with pytest.raises(ConfigError, match="config key 'preset' = 'huge': architecture 'pyconvunet' has no preset 'huge'"):
         check_params("arch_params", "architecture", "pyconvunet", "huge", in_channels=1, out_channels=1)
+
+
+@hostile("model tools", "evaluating one run on a second data set (issue case: replaced its eval/ CSVs without a word)",
+         "written beside: RUN/eval-<data folder>; the same data again reuses its folder; each folder records its data",
+         "evaluation of /data/other train val ... -> RUN/eval-other")
+def test_evaluations_on_other_data_go_to_folders_of_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from segzoo.engine.store import DATA_FILE, evaluation_dir
+
+    checkpoint = tmp_path / "model.pt"
+    first = Path(evaluation_dir(checkpoint, None, {"size": 64}, "train", "val"))
+    (first / "summary.csv").write_text("synthetic")
+    assert first == tmp_path / "eval" and evaluation_dir(checkpoint, None, {"size": 64}, "train", "val") == str(first)
+    other = Path(evaluation_dir(checkpoint, str(tmp_path / "isbi"), None, "train", "val"))
+    assert other == tmp_path / "eval-isbi" and str(tmp_path / "isbi") in (other / DATA_FILE).read_text()
+    assert (first / "summary.csv").read_text() == "synthetic"
+    assert f"-> {other}" in capsys.readouterr().out
+
+
+@hostile("model tools", "inference twice into the default predictions/ (issue case: mixed with an earlier input's masks, never said where)",
+         "each call writes a folder of its own (predictions, predictions-2, ...) and prints it", "masks -> RUN/predictions-2")
+def test_each_inference_writes_a_fresh_folder_and_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from segzoo.engine.store import fresh_output_dir
+
+    first = Path(fresh_output_dir(tmp_path / "predictions"))
+    (first / "a_mask.png").write_text("earlier")
+    second = Path(fresh_output_dir(tmp_path / "predictions"))
+    assert second == tmp_path / "predictions-2" and not any(second.iterdir())
+    assert capsys.readouterr().out.splitlines()[-1] == f"masks -> {second}"

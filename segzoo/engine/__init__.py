@@ -23,7 +23,7 @@ from segzoo.engine.runs import (
     shared_run_name,
     train_loader_class,
 )
-from segzoo.engine.store import output_dir, run_checkpoint
+from segzoo.engine.store import evaluation_dir, fresh_output_dir, output_dir, run_checkpoint
 from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import (
     ConfigError,
@@ -64,6 +64,8 @@ __all__ = [
     "check_patch_size",
     "check_training_values",
     "evaluation_context",
+    "evaluation_dir",
+    "fresh_output_dir",
     "inference_items",
     "is_none",
     "key_metric",

@@ -152,6 +152,51 @@ def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
     raise SegzooError(f"{root} already holds {run_name} and 9999 numbered variants; pass another --run_name")
 
 
+DATA_FILE = "data.txt"  # in an evaluation's folder: which data its results are of
+
+
+def evaluation_dir(checkpoint: str | os.PathLike, dataset_dir: str | None, synthetic: dict[str, Any] | None = None, *part: str,
+                   folder: str = "eval") -> str:
+    """The folder of an evaluation of ``checkpoint``'s run on its data (``dataset_dir`` and the ``part`` of it, or the
+    ``synthetic`` generator's settings): ``RUN/eval`` when that is free or holds results of the same data, else a folder
+    of its own beside it (``eval-<data folder>``, then ``-2``...), so an evaluation on other data never replaces another's
+    results. The folder records its data (``data.txt``), and is printed."""
+    import json
+
+    run = Path(checkpoint).parent
+    source = str(Path(dataset_dir).resolve()) if dataset_dir else f"synthetic {json.dumps(synthetic or {}, sort_keys=True)}"
+    data = " ".join([source, *map(str, part)])
+    label = Path(dataset_dir).name if dataset_dir else "synthetic"
+    for n in range(1, 10_000):
+        candidate = run / (folder if n == 1 else f"{folder}-{label}" if n == 2 else f"{folder}-{label}-{n - 1}")
+        record = candidate / DATA_FILE
+        same = record.is_file() and record.read_text().strip() == data
+        if same or not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            if int(os.environ.get("RANK", "0")) == 0:
+                atomic_write_text(record, data + "\n")
+            print(f"evaluation of {data} -> {candidate}")
+            return str(candidate)
+    raise SegzooError(f"{run} holds 9999 evaluations; remove some of its {folder}-* folders")
+
+
+def fresh_output_dir(path: str | os.PathLike) -> str:
+    """``path`` if it does not exist or is an empty folder, else the first free ``path-2``, ``path-3``...: each inference
+    writes into a folder of its own, never among an earlier call's masks. The folder is created and printed."""
+    path = Path(path)
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            if not candidate.is_dir() or any(candidate.iterdir()):
+                continue
+        except OSError as exc:
+            raise SegzooError(f"--output_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to") from None
+        print(f"masks -> {candidate}")
+        return str(candidate)
+    raise SegzooError(f"{path} and 9999 numbered variants exist; pass another --output_dir")
+
+
 def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     """The run ``--resume`` names: ``true`` for the newest run when it is unfinished, or a run folder or name.
 
