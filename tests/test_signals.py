@@ -68,8 +68,9 @@ def _sigterm(phase: str, outcome: str) -> pytest.MarkDecorator:
                  marks=_sigterm("after a validation, before its checkpoint", "run closed KILLED, no traceback from MONAI's StatsHandler")),
     pytest.param("after_epoch:1", "continue with --resume {run} (its last.pt holds every epoch completed)",
                  marks=_sigterm("between epochs", "run closed KILLED; --resume RUN completes it under its stored name")),
-    pytest.param("end_of_run:2", "the training in {run} had finished; its model is there",
-                 marks=_sigterm("during end-of-training logging", "run closed KILLED (it was left RUNNING, exit 143 with no message)")),
+    pytest.param("end_of_run:2", "continue with --resume {run}: its training had finished, the resume logs what its end was stopped before logging",
+                 marks=_sigterm("during end-of-training logging (it was left RUNNING, exit 143 with no message; --resume refused it)",
+                                "run closed KILLED; --resume logs the MLflow model and closes the run FINISHED, training nothing")),
 ])
 def test_a_sigterm_in_each_phase_of_a_training_closes_its_run_and_the_advice_works(tmp_path: Path, point: str, advice: str) -> None:
     name = point.replace(":", "-")
@@ -80,6 +81,7 @@ def test_a_sigterm_in_each_phase_of_a_training_closes_its_run_and_the_advice_wor
     if "--resume" in advice:
         rerun = _run(tmp_path, [*train, "--resume", str(run)])
         assert f"MLflow run {name} (resumed)" in rerun.stdout
+        assert _statuses(tmp_path)[name] == "FINISHED"
     else:
         rerun = _run(tmp_path, [*train, "--run_name", name])
         assert f"MLflow run {name}-2 (new)" in rerun.stdout and f"MLflow run {name}-2: " in rerun.stdout  # the name as stored

@@ -170,9 +170,9 @@ def train_in(runs_dir: Path, bundle: Bundle | str | Path, overrides: Mapping[str
     from segzoo.engine import store
 
     newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
-    if newest is not None and store.is_finished(newest):  # trained, then stopped before the caller recorded it
+    if newest is not None and store.is_finished(newest) and not store.logging_interrupted(newest):  # trained, then stopped before the caller recorded it
         return newest
-    interrupted = newest if newest is not None and (newest / store.LAST).exists() else None
+    interrupted = newest if newest is not None and store.resumable(newest) else None
     print(f"{label or runs_dir.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
     parser = run(bundle, "training", {**dict(overrides or {}), "runs_dir": str(runs_dir),
                                       "resume": str(interrupted) if interrupted else None}, extra_configs)

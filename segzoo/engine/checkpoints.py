@@ -33,7 +33,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.faults import fault_point
-from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, read_checkpoint, resume_requested
+from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, logging_interrupted, read_checkpoint, resume_requested
 from segzoo.engine.runs import unwrap
 from segzoo.errors import advise_on_stop
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
@@ -158,6 +158,8 @@ class LastCheckpoint:
     def how_to_continue(self) -> str:
         """What to do after a stop, as the run folder is now: resume from its ``last.pt``, or start again without one."""
         run = self.path.parent
+        if logging_interrupted(run):
+            return f"continue with --resume {run}: its training had finished, the resume logs what its end was stopped before logging"
         if (run / FINISHED).exists():
             return f"the training in {run} had finished; its model is there"
         if self.path.is_file():

@@ -25,6 +25,7 @@ from segzoo.registry import SegzooError
 BEST = "model.pt"
 LAST = "last.pt"
 FINISHED = "finished"
+LOGGING = "logging"  # present while a finished training logs its end-of-run artifacts (model, curves, panel) to MLflow
 HISTORY_FILE = "history.json"
 RUN_ID_FILE = "mlflow_run_id.txt"
 RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
@@ -115,6 +116,17 @@ def is_finished(run: Path) -> bool:
     return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
 
 
+def logging_interrupted(run: Path) -> bool:
+    """Whether ``run`` finished training but was stopped while logging its end-of-run artifacts (``--resume`` logs them)."""
+    return (run / FINISHED).exists() and (run / LOGGING).exists()
+
+
+def resumable(run: Path) -> bool:
+    """Whether ``--resume`` can continue ``run``: an epoch saved and the training unfinished, or its end-of-run logging
+    interrupted."""
+    return (run / LAST).exists() and (not is_finished(run) or logging_interrupted(run))
+
+
 # what a training writes in its folder; evaluation and inference write in sub-folders, so they do not make a run "newer"
 TRAINING_FILES = (LAST, BEST, FINISHED, HISTORY_FILE, RUN_ID_FILE, RUN_INFO_FILE)
 
@@ -200,12 +212,13 @@ def fresh_output_dir(path: str | os.PathLike) -> str:
 def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     """The run ``--resume`` names: ``true`` for the newest run when it is unfinished, or a run folder or name.
 
-    A finished run, a run without ``last.pt`` and an ambiguous ``true`` are refused, listing the runs that can be resumed.
+    A finished run (unless its end-of-run logging was interrupted: the resume logs what is missing), a run without
+    ``last.pt`` and an ambiguous ``true`` are refused, listing the runs that can be resumed.
     """
     root = Path(runs_dir)
     if isinstance(resume, bool) or str(resume).strip().lower() in TRUE_WORDS:
         runs = runs_newest_first(root)
-        if runs and (runs[0] / LAST).exists() and not is_finished(runs[0]):
+        if runs and resumable(runs[0]):
             return runs[0]
         newest = f"the newest run, {runs[0]}, {'finished' if runs and is_finished(runs[0]) else 'has no completed epoch'}" if runs else f"there is no run under {root}"
         raise SegzooError(f"--resume true: {newest}; {_candidates(root)}")
@@ -213,7 +226,7 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     run = named if named.is_dir() else root / str(resume)
     if not run.is_dir():
         raise SegzooError(f"--resume {resume}: no run folder {named} or {run}; {_candidates(root)}")
-    if is_finished(run):
+    if is_finished(run) and not logging_interrupted(run):
         raise SegzooError(f"--resume {resume}: {run} finished its training and is never reopened; {_candidates(root)}")
     if not (run / LAST).exists():
         raise SegzooError(f"--resume {resume}: {run} has no {LAST} (no epoch completed), so there is nothing to resume; start a new run")
@@ -221,7 +234,7 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
 
 
 def _candidates(root: Path) -> str:
-    unfinished = [p for p in runs_newest_first(root) if (p / LAST).exists() and not is_finished(p)]
+    unfinished = [p for p in runs_newest_first(root) if resumable(p)]
     if not unfinished:
         return "no run there can be resumed: start a new training without --resume"
     return "runs that can be resumed (newest first): " + ", ".join(str(p) for p in unfinished[:10]) + ". Pass one as --resume RUN_DIR"

@@ -14,6 +14,7 @@ that fails later costs a warning and training goes on.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import warnings
 from pathlib import Path
@@ -195,8 +196,14 @@ class MLflowTracker:
         print(f"MLflow run {self.run_name} ({'resumed' if resume_id == self.run_id else 'new'}), writing to {self.output_dir}")
         fault_point("started", 0)
         store.write_run_info(self.output_dir, self.components)
-        if self.resume:
+        completing = self.resume and self.evaluator is not None and store.logging_interrupted(self.output_dir)
+        if self.resume and not completing:
             self._load_history(upto=engine.state.epoch)
+        if completing:  # trained to the end, stopped while logging it: log what is missing, train nothing
+            self.history = store.read_history(self.output_dir)
+            self.finish(engine)
+            engine.terminate(skip_completed=True)
+            return
         if resume_id is not None and resume_id == self.run_id:
             self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
@@ -289,13 +296,19 @@ class MLflowTracker:
                 self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
+        from segzoo.files import atomic_write_text
         from segzoo.export.mlflow_model import log_trained_model
 
+        training = self.evaluator is not None and int(os.environ.get("RANK", "0")) == 0
+        if training:  # until removed below, a stop here leaves a run that --resume completes
+            atomic_write_text(self.output_dir / store.LOGGING, "end-of-run logging in progress\n")
         self._stop_system_metrics()
         self._log_artifacts()
         fault_point("end_of_run", engine.state.epoch)
         self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
+        if training:
+            (self.output_dir / store.LOGGING).unlink(missing_ok=True)
         link = self._safe("reading the run back", ui_link, self.client, self.run_id)
         if link:
             print(f"MLflow run {self.run_name}: {link}")
