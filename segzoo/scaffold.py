@@ -7,7 +7,6 @@ tests) and only replaces the network, instead of assembling the contract from th
 from __future__ import annotations
 
 import keyword
-
 import re
 from dataclasses import dataclass
 from importlib import resources

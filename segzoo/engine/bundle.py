@@ -9,7 +9,6 @@ bundle's configs may compute them however they like (``python -m monai.bundle ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path

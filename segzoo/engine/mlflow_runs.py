@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from segzoo.engine.liveness import close_stale_runs, owner_tags
-from segzoo.errors import on_failure
 from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
+from segzoo.errors import on_failure
 from segzoo.registry import SegzooError
 
 # A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.

@@ -26,6 +26,7 @@ from monai.handlers import from_engine
 
 import segzoo
 from segzoo.engine import store
+from segzoo.engine.faults import fault_point
 from segzoo.engine.mlflow_dataset import dataset_origin
 from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
@@ -36,7 +37,6 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError
     param_batches,
     terminate,
 )
-from segzoo.engine.faults import fault_point
 from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 from segzoo.engine.store import resume_requested
 
@@ -296,8 +296,8 @@ class MLflowTracker:
                 self._safe(f"uploading {path}", self.client.log_artifact, self.run_id, str(path))
 
     def finish(self, engine: Engine) -> None:
-        from segzoo.files import atomic_write_text
         from segzoo.export.mlflow_model import log_trained_model
+        from segzoo.files import atomic_write_text
 
         training = self.evaluator is not None and int(os.environ.get("RANK", "0")) == 0
         if training:  # until removed below, a stop here leaves a run that --resume completes
