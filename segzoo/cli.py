@@ -9,7 +9,7 @@ import sys
 from typing import Any, Sequence
 
 import segzoo
-from segzoo.errors import report, user_error
+from segzoo.errors import Terminated, advise_on_stop, raise_on_sigterm, report, run_failure_cleanups, stop_message, user_error
 from segzoo.registry import KINDS
 from segzoo.scaffold import SCAFFOLD_KINDS, new_plugin
 
@@ -187,12 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that continue where they stopped when run again (their trainings are kept and resumed).
+RESUMABLE_COMMANDS = ("compare", "tune", "reproduce")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    raise_on_sigterm()
+    if args.command in RESUMABLE_COMMANDS:
+        advise_on_stop(lambda: f"continue with the same `segzoo {args.command}` command: finished runs are kept, an "
+                               "interrupted training resumes", scope="command")
     try:
         return args.func(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: every MLflow run still open is closed as KILLED
+        run_failure_cleanups(exc)
+        print(stop_message(exc), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # a user's error may arrive wrapped by MONAI's config evaluation
         if user_error(exc) is None:
             raise
+        run_failure_cleanups(exc)
         print(report(exc), file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from segzoo.errors import SegzooError
+
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.PReLU, nn.ReLU6)
 _POOLS = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
@@ -100,6 +102,9 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+MAX_SIZE = 8192  # a 8192x8192 fp32 forward of the largest network already needs tens of GB
+
+
 @torch.no_grad()
 def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] = 512, spatial_dims: int = 2) -> Complexity:
     """Parameters (millions) and GMac of one forward pass of a batch of one ``size``-sized image.
@@ -108,6 +113,9 @@ def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] 
     no memory), about 10x faster than computing it; the authors' released PyConvU-Net (658 GMac) takes 3 s, not 76.
     """
     shape = (size,) * spatial_dims if isinstance(size, int) else tuple(size)
+    if not all(0 < s <= MAX_SIZE for s in shape):
+        raise SegzooError(f"--size {size}: counts are taken on an image of 1 to {MAX_SIZE} pixels a side (they grow with the "
+                          "pixel count, so a larger image's GMac is the count at a smaller size times the area ratio); pass e.g. --size 512")
     if model_placement(model)["device"] != _META:
         model = copy.deepcopy(model).to(_META)
     total = 0
@@ -122,6 +130,10 @@ def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] 
     model.eval()
     try:
         model(torch.zeros(1, in_channels, *shape, **model_placement(model)))
+    except (ValueError, RuntimeError) as exc:  # a size the network cannot take (its stride, or smaller than its kernels)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SegzooError(f"--size {size}: {type(model).__name__} cannot take an image of {'x'.join(map(str, shape))} ({reason}); "
+                          "pass a size it can, e.g. --size 512") from None
     finally:
         for h in handles:
             h.remove()

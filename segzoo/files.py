@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +21,28 @@ from segzoo.registry import SegzooError
 
 class CorruptFileError(SegzooError, ValueError):
     """A file segzoo needs cannot be parsed; the message names it and the fix."""
+
+
+class OverwriteError(SegzooError, FileExistsError):
+    """A command would write over a file or folder it did not create."""
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool = False, reads: Iterable[str | os.PathLike] = ()) -> Path:
+    """``path``, checked to be free for a command to write: a file, or a folder that is not empty, is refused naming it and
+    ``--overwrite`` (unless ``overwrite``); a file the command ``reads`` (its input checkpoint) is refused even then.
+
+    Every command that writes a result a user may have made or edited (export, pack, evaluation) calls this first,
+    so nothing is lost without the user asking for it.
+    """
+    path = Path(path)
+    if any(path.resolve() == Path(source).resolve() for source in reads):
+        raise OverwriteError(f"{path} is the file this command reads; writing over it would destroy it. Pass another --output")
+    taken = path.is_file() or (path.is_dir() and any(path.iterdir())) or (path.exists() and not path.is_dir())
+    if taken and not overwrite:
+        what = "a folder that is not empty" if path.is_dir() else "a file"
+        raise OverwriteError(f"{path} exists ({what}) and this command did not create it; pass --overwrite to replace it, "
+                             "or another --output")
+    return path
 
 
 def _umask() -> int:

@@ -6,6 +6,7 @@ tests) and only replaces the network, instead of assembling the contract from th
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -77,6 +78,9 @@ def new_plugin(name: str, directory: str | Path = ".", kind: str = "architecture
             f"plugin name '{name}' must be a lowercase Python identifier (letters, digits, underscores), e.g. 'my_net'; "
             "it names the component, the entry point and the module segzoo_NAME"
         )
+    if keyword.iskeyword(name):
+        raise SegzooError(f"plugin name '{name}' is a Python keyword, so the generated `def {name}(...)` and "
+                          f"`from ... import {name}` would not compile; choose another name, e.g. '{name}_net'")
     if (kind, name) in segzoo.plugin_manager().registry:
         owner = segzoo.get(kind, name).plugin
         raise SegzooError(f"{kind} '{name}' is already registered by plugin '{owner}'; choose another name")

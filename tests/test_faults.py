@@ -29,7 +29,7 @@ KILL_POINTS = {
                                   "resume redoes epoch 2 without a duplicated step; the best score survives, model.pt as uninterrupted"),
     "iteration:5:sigterm": hostile("faults", "SIGTERM mid-epoch (iteration 5 of 9; a scheduler's stop)",
                                    "MLflow run closed KILLED; resume redoes epoch 2 and ends as uninterrupted",
-                                   "segzoo: stopped (SIGTERM); a bundle training continues with --resume RUN_DIR; segzoo compare, tune and reproduce continue when the same command is run again"),
+                                   "segzoo: stopped (SIGTERM); continue with --resume RUNS/iteration-5-sigterm (its last.pt holds every epoch completed)"),
     "after_checkpoint:2": hostile("faults", "kill -9 right after epoch 2's last.pt was written",
                                   "resume starts at epoch 3; no step lost or duplicated"),
 }
@@ -61,7 +61,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == (1 if point.endswith("sigterm") else FAULT_EXIT_CODE), err[-4000:]
         if point.endswith("sigterm"):
-            assert err.strip().splitlines()[-1] == "segzoo: stopped (SIGTERM); a bundle training continues with --resume RUN_DIR; segzoo compare, tune and reproduce continue when the same command is run again"
+            run = root / "runs" / _name(point)
+            assert err.strip().splitlines()[-1] == f"segzoo: stopped (SIGTERM); continue with --resume {run} (its last.pt holds every epoch completed)"
     (root / "killed.json").write_text(json.dumps({name: [run.info.status, "segzoo.stale" in run.data.tags] for name, run in _mlflow_runs(root).items()}))
     resumed = [_train(root, "--resume", _name(point)) for point in KILL_POINTS]
     for proc in [full, *resumed]:

@@ -88,6 +88,21 @@ CASES = [
                  marks=hostile("plugins", "component whose params model fails to build its defaults", "plugin skipped whole",
                                "its params model Broken is broken (ZeroDivisionError: division by zero)")),
     pytest.param("""
+        class WrongDefault(segzoo.Params):
+            base_channels: int = "wide"
+
+        @segzoo.component("loss", "hostile_wrong_default", params=WrongDefault, summary="default of another type")
+        def wrong(): ...
+
+        @segzoo.hookimpl
+        def segzoo_components():
+            return [hostile_ok, wrong]
+    """, "a default of its params model WrongDefault does not fit its own type (base_channels = 'wide'",
+                 marks=hostile("plugins", "params model whose default is of the wrong type (`base_channels: int = 'wide'`)",
+                               "plugin skipped whole, the reason in `segzoo plugins` (it used to load and train)",
+                               "a default of its params model WrongDefault does not fit its own type (base_channels = 'wide': ...)",
+                               issue=22)),
+    pytest.param("""
         @segzoo.hookimpl
         def segzoo_requires():
             return 5

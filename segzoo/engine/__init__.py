@@ -24,14 +24,23 @@ from segzoo.engine.runs import (
     shared_run_name,
     train_loader_class,
 )
-from segzoo.engine.store import output_dir, run_checkpoint
+from segzoo.engine.store import evaluation_dir, fresh_output_dir, output_dir, run_checkpoint
 from segzoo.engine.tracking import MLflowTracker
-from segzoo.engine.validation import ConfigError, check_components, check_overrides, check_params
-from segzoo.errors import install_excepthook
+from segzoo.engine.validation import (
+    ConfigError,
+    check_components,
+    check_overrides,
+    check_params,
+    check_patch_size,
+    check_training_values,
+)
+from segzoo.errors import install_excepthook, raise_on_sigterm
 from segzoo.overrides import as_flag, is_none
 
-# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`.
+# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`,
+# and a SIGTERM in any phase (start-up included) closes the open MLflow runs as KILLED instead of ending Python.
 install_excepthook()
+raise_on_sigterm()
 
 __all__ = [
     "Bundle",
@@ -54,7 +63,11 @@ __all__ = [
     "check_overrides",
     "check_params",
     "check_tracking_store",
+    "check_patch_size",
+    "check_training_values",
     "evaluation_context",
+    "evaluation_dir",
+    "fresh_output_dir",
     "inference_items",
     "is_none",
     "key_metric",

@@ -9,13 +9,12 @@ bundle's configs may compute them however they like (``python -m monai.bundle ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segzoo.engine.validation import ConfigError, check_override_values, unknown_override
+from segzoo.engine.validation import ConfigError, check_override_values, load_config_file, load_config_files, unknown_override
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow
@@ -75,12 +74,13 @@ class Bundle:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         if not self.config_file("training").is_file():
-            raise ConfigError(f"{self.root} is not a bundle folder: no configs/train.json in it (pass e.g. bundles/pyconvunet)")
+            state = "does not exist" if not self.root.exists() else "is a file" if not self.root.is_dir() else "has no configs/train.json"
+            raise ConfigError(f"{self.root} is not a bundle folder: it {state} (pass e.g. bundles/pyconvunet)")
 
     @property
     def name(self) -> str:
         """The bundle's ``bundle_name`` (its MLflow experiment), else its folder's name."""
-        return json.loads(self.config_file("training").read_text()).get("bundle_name", self.root.name)
+        return load_config_file(self.config_file("training")).get("bundle_name", self.root.name)
 
     def config_file(self, workflow: str) -> Path:
         if workflow not in CONFIG_FILES:
@@ -101,9 +101,9 @@ class Bundle:
         from monai.bundle import ConfigParser
 
         files = self.files(workflow, extra_configs)
-        parser = ConfigParser(ConfigParser.load_config_files(files))
+        parser = ConfigParser(load_config_files(files))
         self.check(workflow, parser, files)
-        check_override_values(dict(overrides or {}), parser.get(), files)
+        check_override_values(dict(overrides or {}), parser.get(), files, types=load_config_file(files[0]))
         parser.update(dict(overrides or {}))
         return parser
 
@@ -120,9 +120,7 @@ class Bundle:
 
     def known_overrides(self, workflow: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The ``overrides`` that name keys of ``workflow``'s config (training overrides that evaluation shares)."""
-        from monai.bundle import ConfigParser
-
-        config = ConfigParser.load_config_files(self.files(workflow))
+        config = load_config_files(self.files(workflow))
         return {key: value for key, value in overrides.items() if unknown_override(key, config) is None}
 
 
@@ -171,9 +169,9 @@ def train_in(runs_dir: Path, bundle: Bundle | str | Path, overrides: Mapping[str
     from segzoo.engine import store
 
     newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
-    if newest is not None and store.is_finished(newest):  # trained, then stopped before the caller recorded it
+    if newest is not None and store.is_finished(newest) and not store.logging_interrupted(newest):  # trained, then stopped before the caller recorded it
         return newest
-    interrupted = newest if newest is not None and (newest / store.LAST).exists() else None
+    interrupted = newest if newest is not None and store.resumable(newest) else None
     print(f"{label or runs_dir.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")
     parser = run(bundle, "training", {**dict(overrides or {}), "runs_dir": str(runs_dir),
                                       "resume": str(interrupted) if interrupted else None}, extra_configs)

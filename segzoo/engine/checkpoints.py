@@ -33,8 +33,9 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.faults import fault_point
-from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, resume_requested
+from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, logging_interrupted, read_checkpoint, resume_requested
 from segzoo.engine.runs import unwrap
+from segzoo.errors import advise_on_stop
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.registry import SegzooError
 
@@ -114,6 +115,7 @@ class LastCheckpoint:
         self._error: BaseException | None = None
 
     def attach(self, engine: Engine) -> None:
+        advise_on_stop(self.how_to_continue)
         if self.resume and self.path.exists():
             self._restore(engine)
         elif int(os.environ.get("RANK", "0")) == 0:
@@ -133,7 +135,7 @@ class LastCheckpoint:
         run = self.path.parent
         self._check_settings(run, current_bundle_config())
         epochs, rates = engine.state.max_epochs, [group["lr"] for group in self.optimizer.param_groups]
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(self.path)
         unwrap(self.network).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         engine.load_state_dict(state["trainer"])
@@ -152,6 +154,17 @@ class LastCheckpoint:
         self._restored_keep = state.get("keep", [])
         applied = f"; applied: {', '.join(dict.fromkeys(changes))}" if changes else ""
         warnings.warn(f"resuming {run} after epoch {done} of {engine.state.max_epochs}{applied}", ResumeWarning, stacklevel=2)
+
+    def how_to_continue(self) -> str:
+        """What to do after a stop, as the run folder is now: resume from its ``last.pt``, or start again without one."""
+        run = self.path.parent
+        if logging_interrupted(run):
+            return f"continue with --resume {run}: its training had finished, the resume logs what its end was stopped before logging"
+        if (run / FINISHED).exists():
+            return f"the training in {run} had finished; its model is there"
+        if self.path.is_file():
+            return f"continue with --resume {run} (its last.pt holds every epoch completed)"
+        return f"no epoch was completed in {run}, so there is nothing to resume: start the training again"
 
     def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
         """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""
@@ -218,9 +231,11 @@ class LastCheckpoint:
         self._writer = None
         if self._error is not None:
             error, self._error = self._error, None
+            then = (f"then continue with --resume {self.path.parent} (its last.pt, of an earlier epoch, is intact)" if self.path.is_file()
+                    else "then start the training again (no epoch was saved, so there is nothing to resume)")
             raise SegzooError(
                 f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}. Free disk space or make "
-                f"{self.path.parent} writable, then continue with --resume {self.path.parent} (the previous last.pt is intact)"
+                f"{self.path.parent} writable, {then}"
             ) from error
 
 

@@ -1,7 +1,8 @@
 """A run that dies is never left RUNNING in MLflow.
 
 A death the process sees (an exception, Ctrl-C, ``SIGTERM`` from a scheduler or ``kill``) closes the run as
-FAILED or KILLED (:class:`segzoo.engine.MLflowTracker`; SIGTERM is turned into :class:`Terminated` for that).
+FAILED or KILLED (:class:`segzoo.engine.MLflowTracker`, :func:`segzoo.engine.mlflow_runs.closed_with_status`; SIGTERM is turned into
+:class:`~segzoo.errors.Terminated` for that, process-wide, before anything starts).
 A death it cannot see (``kill -9``, a lost machine) leaves the run RUNNING: every run carries its host and
 process id as tags, and the next training in the experiment on that host closes such runs whose process is
 gone as KILLED, with the tag ``segzoo.stale`` saying why.
@@ -10,17 +11,11 @@ gone as KILLED, with the tag ``segzoo.stale`` saying why.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 HOST_TAG, PID_TAG, STALE_TAG = "segzoo.host", "segzoo.pid", "segzoo.stale"
-
-
-class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM; raised in the main thread so the run is closed as KILLED, like Ctrl-C."""
 
 
 def owner_tags() -> dict[str, str]:
@@ -52,16 +47,3 @@ def close_stale_runs(client: Any, experiment_id: str) -> list[str]:
         warnings.warn(f"MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING: {reason}", RuntimeWarning, stacklevel=2)
         closed.append(run.info.run_id)
     return closed
-
-
-def raise_on_sigterm() -> Callable[[], None]:
-    """Turn SIGTERM into :class:`Terminated` in the main thread (where the default would end Python with no cleanup);
-    returns the function that restores the previous handler. A no-op outside the main thread or under a custom handler."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return lambda: None
-
-    def terminated(signum: int, frame: Any) -> None:
-        raise Terminated("SIGTERM")
-
-    signal.signal(signal.SIGTERM, terminated)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)

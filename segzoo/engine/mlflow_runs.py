@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -21,6 +22,7 @@ from typing import Any
 
 from segzoo.engine.liveness import close_stale_runs, owner_tags
 from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
+from segzoo.errors import on_failure
 from segzoo.registry import SegzooError
 
 # A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
@@ -88,9 +90,27 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
         client.update_run(run_id, status="RUNNING")
         for key, value in owner_tags().items():
             client.set_tag(run_id, key, value)
-        return client, run_id
-    tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-    return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    else:
+        tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    _OPENED.append((client, run_id))
+    on_failure(close_open_runs)
+    return client, run_id
+
+
+_OPENED: list[tuple[Any, str]] = []  # every run this process opened, so a stop can close those still RUNNING
+
+
+def close_open_runs(exc: BaseException) -> None:
+    """Close every run this process opened that is still RUNNING: KILLED on Ctrl-C or SIGTERM, FAILED on an error.
+    Called on the way out of the process (see :func:`segzoo.errors.on_failure`), after each workflow had its chance to
+    close its own run with its artifacts, so no stop leaves a run RUNNING whatever it interrupted."""
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    while _OPENED:
+        client, run_id = _OPENED.pop()
+        with contextlib.suppress(Exception):
+            if client.get_run(run_id).info.status == "RUNNING":
+                terminate(client, run_id, status)
 
 
 # Set on the experiment by :func:`open_experiment` (so by every :func:`connect`): a write that proves the store takes writes before anything trains.
@@ -233,12 +253,33 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=batch)
 
 
+def terminate(client: Any, run_id: str, status: str, attempts: int = 5) -> bool:
+    """Close ``run_id`` with ``status`` while the process is going down anyway (an error, Ctrl-C, SIGTERM): a SQLite store
+    still locked by the call the signal interrupted is retried for a few seconds, and a store that cannot be written
+    costs a one-line warning, never a second traceback chained to the first. Whether the run was closed."""
+    for attempt in range(attempts):
+        try:
+            client.set_terminated(run_id, status)
+            return True
+        except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM while closing: stop trying, the stale-run check closes it later
+            break
+        except Exception as exc:  # noqa: BLE001 - see above
+            if "locked" in str(exc) and attempt + 1 < attempts:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            warnings.warn(f"MLflow run {run_id} could not be closed as {status} ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "the next training in this experiment closes it as KILLED", RuntimeWarning, stacklevel=2)
+            break
+    return False
+
+
 @contextmanager
 def closed_with_status(client: Any, run_id: str) -> Iterator[None]:
-    """Close ``run_id`` as FINISHED when the block ends, KILLED on Ctrl-C, FAILED on any other error (then re-raised)."""
+    """Close ``run_id`` as FINISHED when the block ends, KILLED on Ctrl-C or SIGTERM, FAILED on any other error (then
+    re-raised, with no error of the closing chained to it: see :func:`terminate`)."""
     try:
         yield
     except BaseException as exc:
-        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        terminate(client, run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")

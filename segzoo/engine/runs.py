@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import segzoo
-from segzoo.engine.store import read_run_info
+from segzoo.engine.store import checkpoint_weights, read_run_info
 from segzoo.overrides import as_flag, is_none
 from segzoo.registry import SegzooError
 
@@ -87,8 +87,7 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
     """
     record = segzoo.built(network)
     expected = expected or (record.describe() if record is not None else None)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get(key, state) if isinstance(state, dict) else state
+    state = checkpoint_weights(path, key)
     own = network.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

@@ -25,6 +25,7 @@ from segzoo.registry import SegzooError
 BEST = "model.pt"
 LAST = "last.pt"
 FINISHED = "finished"
+LOGGING = "logging"  # present while a finished training logs its end-of-run artifacts (model, curves, panel) to MLflow
 HISTORY_FILE = "history.json"
 RUN_ID_FILE = "mlflow_run_id.txt"
 RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say what it belongs to
@@ -71,14 +72,59 @@ def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info, default=str)
 
 
+class UnreadableCheckpointError(SegzooError):
+    """A checkpoint file that is truncated, corrupt or not a PyTorch state saved by segzoo."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """What the checkpoint ``path`` holds, loaded as untrusted input: tensors and plain containers only
+    (``weights_only=True``, so the file can run no code). A truncated, random or foreign file is an
+    :class:`UnreadableCheckpointError` naming it; the advice is never to load it with fewer checks."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UnreadableCheckpointError(f"checkpoint {path} does not exist; pass a run folder or a .pt file a training wrote") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means the file is not a checkpoint segzoo wrote
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        if "weights_only" in str(exc) or "WeightsUnpickler" in str(exc):  # never pass on torch's advice to load it unchecked
+            reason = "it holds something other than tensors and plain containers"
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} cannot be read: it is truncated, corrupt or not a PyTorch weights file ({reason}). Pass the "
+            "model.pt or last.pt a segzoo training wrote, or copy it again if it was cut short"
+        ) from None
+
+
+def checkpoint_weights(path: str | os.PathLike, key: str = "model") -> dict[str, torch.Tensor]:
+    """The weights (``{name: tensor}``) of a checkpoint: a bare state dict, or the ``key`` entry of a training state
+    (``last.pt``); anything else is an :class:`UnreadableCheckpointError` naming the file."""
+    state = read_checkpoint(path)
+    state = state.get(key, state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UnreadableCheckpointError(f"checkpoint {path} holds no network weights (a {type(state).__name__}, not a "
+                                        "{name: tensor} state dict); pass the model.pt or last.pt a segzoo training wrote")
+    return state
+
+
 def is_finished(run: Path) -> bool:
     """Whether the training of ``run`` ended (its marker, or a ``last.pt`` of every epoch from before markers existed)."""
     if (run / FINISHED).exists():
         return True
     if not (run / LAST).exists():
         return False
-    trainer = torch.load(run / LAST, map_location="cpu", weights_only=True)["trainer"]
+    trainer = read_checkpoint(run / LAST)["trainer"]
     return trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
+
+
+def logging_interrupted(run: Path) -> bool:
+    """Whether ``run`` finished training but was stopped while logging its end-of-run artifacts (``--resume`` logs them)."""
+    return (run / FINISHED).exists() and (run / LOGGING).exists()
+
+
+def resumable(run: Path) -> bool:
+    """Whether ``--resume`` can continue ``run``: an epoch saved and the training unfinished, or its end-of-run logging
+    interrupted."""
+    return (run / LAST).exists() and (not is_finished(run) or logging_interrupted(run))
 
 
 # what a training writes in its folder; evaluation and inference write in sub-folders, so they do not make a run "newer"
@@ -103,26 +149,76 @@ def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
     root = Path(runs_dir)
     if int(os.environ.get("RANK", "0")) != 0:
         return root / run_name
-    root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         candidate = root / (run_name if n == 1 else f"{run_name}-{n}")
         try:
-            candidate.mkdir()
+            candidate.mkdir(parents=True)
             return candidate
         except FileExistsError:
-            continue
+            if root.is_dir():
+                continue
+            raise SegzooError(f"--runs_dir {root}: it (or a folder above it) is a file, not a folder; pass a folder") from None
+        except OSError as exc:
+            raise SegzooError(f"--runs_dir {root}: cannot create the run folder {candidate} ({exc.strerror}); "
+                              "pass a --runs_dir you can write to") from None
     raise SegzooError(f"{root} already holds {run_name} and 9999 numbered variants; pass another --run_name")
+
+
+DATA_FILE = "data.txt"  # in an evaluation's folder: which data its results are of
+
+
+def evaluation_dir(checkpoint: str | os.PathLike, dataset_dir: str | None, synthetic: dict[str, Any] | None = None, *part: str,
+                   folder: str = "eval") -> str:
+    """The folder of an evaluation of ``checkpoint``'s run on its data (``dataset_dir`` and the ``part`` of it, or the
+    ``synthetic`` generator's settings): ``RUN/eval`` when that is free or holds results of the same data, else a folder
+    of its own beside it (``eval-<data folder>``, then ``-2``...), so an evaluation on other data never replaces another's
+    results. The folder records its data (``data.txt``), and is printed."""
+    import json
+
+    run = Path(checkpoint).parent
+    source = str(Path(dataset_dir).resolve()) if dataset_dir else f"synthetic {json.dumps(synthetic or {}, sort_keys=True)}"
+    data = " ".join([source, *map(str, part)])
+    label = Path(dataset_dir).name if dataset_dir else "synthetic"
+    for n in range(1, 10_000):
+        candidate = run / (folder if n == 1 else f"{folder}-{label}" if n == 2 else f"{folder}-{label}-{n - 1}")
+        record = candidate / DATA_FILE
+        same = record.is_file() and record.read_text().strip() == data
+        if same or not candidate.exists() or (candidate.is_dir() and not any(candidate.iterdir())):
+            if int(os.environ.get("RANK", "0")) == 0:
+                atomic_write_text(record, data + "\n")
+            print(f"evaluation of {data} -> {candidate}")
+            return str(candidate)
+    raise SegzooError(f"{run} holds 9999 evaluations; remove some of its {folder}-* folders")
+
+
+def fresh_output_dir(path: str | os.PathLike) -> str:
+    """``path`` if it does not exist or is an empty folder, else the first free ``path-2``, ``path-3``...: each inference
+    writes into a folder of its own, never among an earlier call's masks. The folder is created and printed."""
+    path = Path(path)
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            if not candidate.is_dir() or any(candidate.iterdir()):
+                continue
+        except OSError as exc:
+            raise SegzooError(f"--output_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to") from None
+        print(f"masks -> {candidate}")
+        return str(candidate)
+    raise SegzooError(f"{path} and 9999 numbered variants exist; pass another --output_dir")
 
 
 def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     """The run ``--resume`` names: ``true`` for the newest run when it is unfinished, or a run folder or name.
 
-    A finished run, a run without ``last.pt`` and an ambiguous ``true`` are refused, listing the runs that can be resumed.
+    A finished run (unless its end-of-run logging was interrupted: the resume logs what is missing), a run without
+    ``last.pt`` and an ambiguous ``true`` are refused, listing the runs that can be resumed.
     """
     root = Path(runs_dir)
     if isinstance(resume, bool) or str(resume).strip().lower() in TRUE_WORDS:
         runs = runs_newest_first(root)
-        if runs and (runs[0] / LAST).exists() and not is_finished(runs[0]):
+        if runs and resumable(runs[0]):
             return runs[0]
         newest = f"the newest run, {runs[0]}, {'finished' if runs and is_finished(runs[0]) else 'has no completed epoch'}" if runs else f"there is no run under {root}"
         raise SegzooError(f"--resume true: {newest}; {_candidates(root)}")
@@ -130,7 +226,7 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     run = named if named.is_dir() else root / str(resume)
     if not run.is_dir():
         raise SegzooError(f"--resume {resume}: no run folder {named} or {run}; {_candidates(root)}")
-    if is_finished(run):
+    if is_finished(run) and not logging_interrupted(run):
         raise SegzooError(f"--resume {resume}: {run} finished its training and is never reopened; {_candidates(root)}")
     if not (run / LAST).exists():
         raise SegzooError(f"--resume {resume}: {run} has no {LAST} (no epoch completed), so there is nothing to resume; start a new run")
@@ -138,7 +234,7 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
 
 
 def _candidates(root: Path) -> str:
-    unfinished = [p for p in runs_newest_first(root) if (p / LAST).exists() and not is_finished(p)]
+    unfinished = [p for p in runs_newest_first(root) if resumable(p)]
     if not unfinished:
         return "no run there can be resumed: start a new training without --resume"
     return "runs that can be resumed (newest first): " + ", ".join(str(p) for p in unfinished[:10]) + ". Pass one as --resume RUN_DIR"

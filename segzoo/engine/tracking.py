@@ -14,6 +14,7 @@ that fails later costs a warning and training goes on.
 from __future__ import annotations
 
 import inspect
+import os
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +26,7 @@ from monai.handlers import from_engine
 
 import segzoo
 from segzoo.engine import store
+from segzoo.engine.faults import fault_point
 from segzoo.engine.mlflow_dataset import dataset_origin
 from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
@@ -33,9 +35,8 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError
     get_or_create_experiment,
     open_run,
     param_batches,
+    terminate,
 )
-from segzoo.engine.faults import fault_point
-from segzoo.engine.liveness import raise_on_sigterm
 from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 from segzoo.engine.store import resume_requested
 
@@ -140,7 +141,6 @@ class MLflowTracker:
         self._epoch_losses: list[float] = []
         self._logged: dict[str, set[int]] = {}
         self._warned = False
-        self._restore_sigterm: Callable[[], None] = lambda: None
 
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -150,6 +150,10 @@ class MLflowTracker:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log_epoch)
         engine.add_event_handler(Events.COMPLETED, self.finish)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self.fail)
+        # Ignite runs only the first EXCEPTION_RAISED handler that re-raises (MONAI's StatsHandler, listed before this one
+        # in a bundle, logs a traceback and re-raises): this one goes first, so the run is always closed with its status.
+        handlers = engine._event_handlers[Events.EXCEPTION_RAISED]
+        handlers.insert(0, handlers.pop())
         self.engine = engine
         if self.evaluator is not None and self.evaluator is not engine:
             self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._log_validation)
@@ -182,13 +186,24 @@ class MLflowTracker:
         config = self.config or {}
         dataset, source = dataset_origin(config.get("dataset_dir"), config.get("synthetic"))
         evaluated = None if self.evaluator is not None else next(iter(self.datasets), "held-out data")
+        if self.output_dir.name.startswith(f"{self.run_name}-"):  # the folder's name was taken: NAME-2, and so is the run's
+            self.run_name = self.output_dir.name
         self.client, self.run_id = open_run(self.tracking_uri, self.experiment, self.run_name, self.parent_run_id, resume_id,
                                             source=self.bundle_dir, description=describe(config, dataset, evaluated))
         self.uri = self.client.tracking_uri
-        self._restore_sigterm = raise_on_sigterm()
+        stored = self._safe("reading the run back", self.client.get_run, self.run_id)
+        self.run_name = stored.info.run_name if stored is not None else self.run_name  # resumed: the name it was given then
+        print(f"MLflow run {self.run_name} ({'resumed' if resume_id == self.run_id else 'new'}), writing to {self.output_dir}")
+        fault_point("started", 0)
         store.write_run_info(self.output_dir, self.components)
-        if self.resume:
+        completing = self.resume and self.evaluator is not None and store.logging_interrupted(self.output_dir)
+        if self.resume and not completing:
             self._load_history(upto=engine.state.epoch)
+        if completing:  # trained to the end, stopped while logging it: log what is missing, train nothing
+            self.history = store.read_history(self.output_dir)
+            self.finish(engine)
+            engine.terminate(skip_completed=True)
+            return
         if resume_id is not None and resume_id == self.run_id:
             self._logged = self._safe("reading the logged metrics", self._logged_steps) or {}
             return
@@ -252,7 +267,7 @@ class MLflowTracker:
         for k, v in metrics.items():
             self._record(k, step, v)
         self._log_metrics(metrics, step)
-        fault_point("after_validation", step)
+        fault_point("after_validation" if evaluator is not self.engine else "evaluated", step)
 
     def _record(self, name: str, step: int, value: float) -> None:
         self.history.setdefault(name, []).append((step, value))
@@ -282,12 +297,18 @@ class MLflowTracker:
 
     def finish(self, engine: Engine) -> None:
         from segzoo.export.mlflow_model import log_trained_model
+        from segzoo.files import atomic_write_text
 
+        training = self.evaluator is not None and int(os.environ.get("RANK", "0")) == 0
+        if training:  # until removed below, a stop here leaves a run that --resume completes
+            atomic_write_text(self.output_dir / store.LOGGING, "end-of-run logging in progress\n")
         self._stop_system_metrics()
-        self._restore_sigterm()
         self._log_artifacts()
+        fault_point("end_of_run", engine.state.epoch)
         self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
+        if training:
+            (self.output_dir / store.LOGGING).unlink(missing_ok=True)
         link = self._safe("reading the run back", ui_link, self.client, self.run_id)
         if link:
             print(f"MLflow run {self.run_name}: {link}")
@@ -295,10 +316,8 @@ class MLflowTracker:
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed (KILLED on Ctrl-C or
         SIGTERM), then re-raise."""
-        self._restore_sigterm()
         if self.run_id is not None:
             self._stop_system_metrics()
             self._log_artifacts()
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-            self._safe("closing the run", self.client.set_terminated, self.run_id, status)
+            terminate(self.client, self.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise exc

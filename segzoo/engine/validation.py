@@ -1,8 +1,11 @@
-"""Config checks run before anything is built: unknown override keys and unknown component names.
+"""Config checks run before anything is built: the config files themselves, unknown override keys, unknown component
+names, and the values a network and its data can take.
 
 MONAI's bundle runner silently adds an override key the config does not have
-(``--epoch 5`` trains the default 50 epochs); these checks stop such a run
-first, naming the key, the config file and the closest valid names.
+(``--epoch 5`` trains the default 50 epochs), and fails deep inside a component on a value
+that cannot work (a patch the network's stride does not divide, an empty validation split);
+these checks stop such a run first, naming the file or key, the value and the fix.
+Every config file a user gives (``--config_file``, ``--args_file``, a recipe) is read by :func:`load_config_file`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import contextlib
 import difflib
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import segzoo
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
-from segzoo.registry import SegzooError
+from segzoo.registry import SegzooError, UnknownPresetError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
 RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}
@@ -23,6 +27,51 @@ RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "trackin
 
 class ConfigError(SegzooError, ValueError):
     """A bundle config or override names something that does not exist."""
+
+
+def load_config_file(path: str | Path, required: Sequence[str] = ()) -> dict[str, Any]:
+    """The object in the config file ``path`` (JSON, or YAML by its suffix); a missing file, a syntax error (with its
+    line and column), a file that holds no object, or one that lacks a key of ``required`` is a :class:`ConfigError`
+    naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {path} {state}; pass the path of a .json (or .yaml) file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read as text ({type(exc).__name__}: {exc}); pass a UTF-8 .json file") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix it there") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            state = "is empty" if not text.strip() else f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            raise ConfigError(f"config file {path} {state}; fix it there (a truncated copy? compare it with the bundle's own)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} holds a {type(data).__name__}, not an object; a config file holds one "
+                          '{"key": value, ...} object')
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ConfigError(f"config file {path} lacks the required key(s) {', '.join(map(repr, missing))}; add them")
+    return data
+
+
+def load_config_files(files: Sequence[str | Path]) -> dict[str, Any]:
+    """``files`` merged in order as MONAI merges a ``--config_file`` list, each first read by :func:`load_config_file`."""
+    from monai.bundle import ConfigParser
+
+    for path in files:
+        load_config_file(path)
+    return ConfigParser.load_config_files([str(path) for path in files])
 
 
 def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
@@ -38,12 +87,10 @@ def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
 
 def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
     """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
-    from monai.bundle import ConfigParser
-
     for i, arg in enumerate(argv):
         path = argv[i + 1] if arg == "--args_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--args_file=") else None
         if path is not None:
-            values = ConfigParser.load_config_file(path)
+            values = load_config_file(path)
             return {k: v for k, v in values.items() if k not in RUNNER_ARGS}
     return {}
 
@@ -120,9 +167,14 @@ def json_like(value: Any) -> str:
     return "true" if value is True else "false" if value is False else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def check_override_values(overrides: dict[str, Any], config: dict[str, Any], files: Sequence[str] = ()) -> None:
+def check_override_values(overrides: dict[str, Any], config: dict[str, Any], files: Sequence[str] = (),
+                          types: dict[str, Any] | None = None) -> None:
     """Refuse overrides that name no key of ``config`` (typos would train with the defaults) or give a value of another
-    type than the key's default; each problem names the key, the value and the fix, all in one error."""
+    type than the key's default; each problem names the key, the value and the fix, all in one error.
+
+    ``types`` (the bundle's own config, before recipes were merged over it) gives a key's type where it holds the key,
+    so a recipe that set ``epochs`` to the text "two" does not make ``--epochs 1`` invalid.
+    """
     problems = []
     for key, value in overrides.items():
         problem = unknown_override(key, config)
@@ -131,6 +183,8 @@ def check_override_values(overrides: dict[str, Any], config: dict[str, Any], fil
                 default = _at(config, key)
             except (KeyError, IndexError, TypeError):  # under an open dict such as arch_params: no default to compare with
                 continue
+            with contextlib.suppress(KeyError, IndexError, TypeError):
+                default = _at(types, key) if types is not None else default
             problem = wrong_type(key, value, default)
         if problem:
             problems.append(problem)
@@ -145,21 +199,19 @@ def check_override_values(overrides: dict[str, Any], config: dict[str, Any], fil
 def check_overrides(argv: Sequence[str] | None = None) -> None:
     """Check the overrides of a ``monai.bundle run`` command line (see :func:`check_override_values`); the values are
     read from the running workflow's config, as MONAI parsed them."""
-    from monai.bundle import ConfigParser
-
     from segzoo.engine.tracking import current_bundle_config
 
     argv = list(sys.argv if argv is None else argv)
     files = _config_files(argv)
     if not files:
         return
-    config = ConfigParser.load_config_files(files)
+    config = load_config_files(files)
     running = current_bundle_config()
     overrides = {**args_file_values(argv), **cli_override_values(argv)}
     for key in overrides if running is not None else ():
         with contextlib.suppress(KeyError, IndexError, TypeError):
             overrides[key] = _at(running, key)  # as MONAI parsed it
-    check_override_values(overrides, config, files)
+    check_override_values(overrides, config, files, types=load_config_file(files[0]))
 
 
 def check_components(components: dict[str, tuple[str, str | list[str] | None]]) -> None:
@@ -180,5 +232,55 @@ def check_params(key: str, kind: str, name: str | None, preset: str | None = Non
         return
     try:
         segzoo.get(kind, name).validate(preset, **params)
+    except UnknownPresetError as err:  # the preset is wrong, not the parameters
+        raise ConfigError(f"config key 'preset' = {preset!r}: {str(err).strip(chr(34) + chr(39))}") from None
     except SegzooError as err:
         raise ConfigError(f"config key '{key}': {err}") from None
+
+
+def check_training_values(train_items: Sequence[dict[str, Any]], val_items: Sequence[dict[str, Any]], val_fraction: Any,
+                          batch_size: int, epochs: int, patch_size: Sequence[int] | None = None) -> None:
+    """Refuse values a training cannot use before it builds anything, and print the split it trains on.
+
+    ``batch_size`` and ``epochs`` of at least 1 (0 epochs would "finish" without a model), ``0 < val_fraction < 1``, a
+    split (as the bundle made it) with items on both sides, and a note where the split's rounding or an image smaller
+    than ``patch_size`` changes what was asked.
+    """
+    for key, value in (("batch_size", batch_size), ("epochs", epochs)):
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ConfigError(f"--{key} {value}: must be 1 or more (0 trains nothing and leaves no model). Pass e.g. --{key} 2")
+    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool) or not 0 < val_fraction < 1:
+        raise ConfigError(f"--val_fraction {val_fraction!r}: must be a fraction strictly between 0 and 1 (some data to train on, "
+                          "some to validate on). Pass e.g. --val_fraction 0.2")
+    total, n_val = len(train_items) + len(val_items), len(val_items)
+    if not train_items or not val_items:
+        raise ConfigError(f"the data set holds {total} item(s), split into {len(train_items)} training and {n_val} validation; "
+                          "a training needs at least one of each. Add images, or use the synthetic data (--dataset_dir null)")
+    asked = total * val_fraction
+    rounded = f" (val_fraction {val_fraction} of {total} items is {asked:g}; kept within 1..{total - 1})" if round(asked) != n_val else ""
+    print(f"split: {total} items -> {len(train_items)} training, {n_val} validation{rounded}")
+    small = [str(item.get("name", "?")) for item in [*train_items, *val_items]
+             if patch_size and any(s < p for s, p in zip(getattr(item.get("image"), "shape", ())[1:], patch_size))]
+    if small:
+        print(f"note: {len(small)} image(s) smaller than patch_size {list(patch_size or [])} are zero-padded to it, e.g. {small[0]}")
+
+
+def check_patch_size(arch: str, preset: str | None, patch_size: Any, **params: Any) -> None:
+    """Refuse a ``patch_size`` the network cannot take (wrong number of dimensions, not a multiple of its stride),
+    found by running the network on shapes alone (PyTorch's ``meta`` device: no weights, no compute)."""
+    import torch
+
+    if (not isinstance(patch_size, (list, tuple)) or len(patch_size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in patch_size)):
+        raise ConfigError(f"--patch_size {patch_size!r}: segzoo trains on 2D images, so a patch is two positive whole numbers "
+                          "(height, width). Pass e.g. --patch_size [128,128]")
+    try:
+        with torch.device("meta"):
+            network = segzoo.get("architecture", arch).build(preset, **params)
+            network(torch.empty(1, int(params.get("in_channels", 1)), *patch_size))
+    except NotImplementedError:  # an operation without a shape-only version: the network is checked by training instead
+        return
+    except (ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"--patch_size {list(patch_size)}: the network {arch} cannot take a patch of this size ({reason}). "
+                          "Pass a --patch_size it can take") from None

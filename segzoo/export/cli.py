@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 from segzoo.errors import SegzooError
 from segzoo.export.formats import FORMATS, SUFFIXES, TOLERANCE, export_network
 from segzoo.export.trained import find_checkpoint, load_trained, sample_input
+from segzoo.files import refuse_overwrite
 
 MLFLOW = "mlflow"
 
@@ -27,22 +29,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == MLFLOW:
         from segzoo.export.mlflow_model import save_pyfunc
 
-        output = Path(args.output or find_checkpoint(args.run).parent / "mlflow_model")
+        output = refuse_overwrite(args.output or find_checkpoint(args.run).parent / "mlflow_model", args.overwrite)
+        if output.is_file() or (output.is_dir() and any(output.iterdir()) and not (output / "MLmodel").is_file()):
+            raise SegzooError(f"{output} is not an MLflow model folder (no MLmodel file in it), so --overwrite does not replace it; "
+                              "pass another --output folder")
+        if output.is_dir():
+            shutil.rmtree(output)  # an earlier export's model folder, replaced as --overwrite asked
         with tempfile.TemporaryDirectory(prefix="segzoo-export-") as tmp:  # the model folder keeps its own copy
             torchscript = export_network(trained.network, "torchscript", Path(tmp) / "model.ts", sample_input(trained, args.size),
                                          args.tolerance)
             save_pyfunc(output, torchscript.path, trained.in_channels)
         print(f"{torchscript.summary()}\nMLflow model -> {output} (mlflow.pyfunc.load_model('{output}').predict(images))")
         return 0
-    output = Path(args.output or find_checkpoint(args.run).with_suffix(SUFFIXES[args.format]))
+    checkpoint = find_checkpoint(args.run)
+    output = refuse_overwrite(args.output or checkpoint.with_suffix(SUFFIXES[args.format]), args.overwrite, reads=[checkpoint])
     result = export_network(trained.network, args.format, output, sample_input(trained, args.size), args.tolerance)
     print(result.summary())
     return 0
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from segzoo.engine.bundle import Bundle
     from segzoo.export.pack import pack
 
+    Bundle(args.bundle)  # refused first, naming the folder, when it is none
+    refuse_overwrite(args.output, args.overwrite)
     folder = pack(args.run, args.bundle, args.output, _trained(args))
     print(f"Model Zoo bundle -> {folder}\nrun it: cd {folder} && python -m monai.bundle run --config_file configs/inference.json "
           "--input_dir IMAGES")
@@ -52,6 +63,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run folder (runs/<bundle>/<run>/ with model.pt or last.pt) or a checkpoint file")
     p.add_argument("--arch", help="architecture (default: the run's components.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --output that exists (never the checkpoint read)")
     p.add_argument("--preset", help="preset (default: the run's)")
     p.add_argument("--params", help='architecture parameters over the run\'s, as JSON, e.g. \'{"in_channels": 1}\'')
 

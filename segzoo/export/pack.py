@@ -18,6 +18,8 @@ import monai
 import numpy as np
 import torch
 
+from segzoo.engine.store import checkpoint_weights
+from segzoo.engine.validation import load_config_file
 from segzoo.export.formats import export_network
 from segzoo.export.graph import ExportError, output_names
 from segzoo.export.trained import TrainedModel, find_checkpoint, sample_input
@@ -122,16 +124,15 @@ def pack(run: str | Path, bundle: str | Path, output: str | Path, trained: Train
                           "(export it with segzoo export --format torchscript instead)")
     bundle, output = Path(bundle), Path(output)
     configs = bundle / "configs"
-    bundle_inference = json.loads((configs / "inference.json").read_text())
+    bundle_inference = load_config_file(configs / "inference.json")
     patch_size = list(bundle_inference.get("patch_size", [256, 256]))
     (output / "configs").mkdir(parents=True, exist_ok=True)
     (output / "models").mkdir(exist_ok=True)
     (output / "docs").mkdir(exist_ok=True)
     export_network(trained.network, "torchscript", output / "models" / "model.ts", sample_input(trained, max(patch_size)))
-    state = torch.load(find_checkpoint(run), map_location="cpu", weights_only=True)
-    torch.save(state.get("model", state), output / "models" / "model.pt")
+    torch.save(checkpoint_weights(find_checkpoint(run)), output / "models" / "model.pt")
     (output / "models" / "params.json").write_text(json.dumps(trained.params, indent=2, default=str))
-    meta = packed_metadata(json.loads((configs / "metadata.json").read_text()), trained, Path(run).name)
+    meta = packed_metadata(load_config_file(configs / "metadata.json"), trained, Path(run).name)
     (output / "configs" / "metadata.json").write_text(json.dumps(meta, indent=4))
     (output / "configs" / "inference.json").write_text(json.dumps(inference_config(patch_size, trained.out_channels), indent=4))
     if (configs / "logging.conf").is_file():

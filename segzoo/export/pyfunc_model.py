@@ -49,6 +49,12 @@ class TorchScriptSegmenter(PythonModel):
     def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
         images = np.asarray(model_input)
         images = images[:, None] if images.ndim == 3 else images
+        if images.ndim != 4 or 0 in images.shape:
+            raise ValueError(f"predict() takes a non-empty batch of images (N, C, H, W) or (N, H, W); got shape {images.shape}")
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            bad = np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))
+            raise ValueError(f"image(s) {bad.tolist()} of the batch hold NaN or infinite pixels, which would give a meaningless "
+                             "mask; fill them first (e.g. numpy.nan_to_num)")
         probabilities = np.stack([self.probabilities(image) for image in images])
         if (params or {}).get("probabilities"):
             return probabilities.astype(np.float32)
