@@ -104,20 +104,30 @@ class Processing:
         return scale(image, name)
 
     # -- window --------------------------------------------------------------------------------------
-    def inferer(self) -> Callable[[torch.Tensor, Callable], Any]:
-        """The sliding window as a MONAI inferer: ``inferer(batch, network)`` -> the network's output over the whole image."""
+    def inferer(self) -> Callable[..., torch.Tensor]:
+        """The sliding window as ``inferer(batch, network)`` (a MONAI engine's inferer): the mask output (``output``
+        of a network that returns several, e.g. MUNet's ``fused`` map, not its per-image class logits) over the whole image."""
         from monai.inferers import SlidingWindowInferer
 
-        return SlidingWindowInferer(roi_size=list(self.roi_size), sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode=self.blend)
+        window = SlidingWindowInferer(roi_size=list(self.roi_size), sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode=self.blend)
+
+        def infer(batch: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+            return window(batch, lambda patch: self.select(network(patch, *args, **kwargs)))
+
+        return infer
 
     # -- output --------------------------------------------------------------------------------------
+    def select(self, output: Any) -> torch.Tensor:
+        """The mask output of a network's output: the tensor, the ``output`` entry of a dict, or a tuple's first (an export's)."""
+        if isinstance(output, dict):
+            return output[self.output] if self.output else next(iter(output.values()))
+        if isinstance(output, (tuple, list)):
+            return output[0]
+        return output
+
     def probabilities(self, output: Any) -> torch.Tensor:
         """Mask probabilities ``(B, C, H, W)`` (or ``(C, H, W)``) of a network's output (a tensor, or the ``output`` entry of a dict or tuple)."""
-        if isinstance(output, dict):
-            output = output[self.output] if self.output else next(iter(output.values()))
-        elif isinstance(output, (tuple, list)):
-            output = output[0]
-        output = output.float()
+        output = self.select(output).float()
         if self.activation == "sigmoid":
             return torch.sigmoid(output)
         if self.activation == "softmax":

@@ -98,7 +98,7 @@ def log_trained_model(client: Any, run_id: str, run_dir: str | Path, register_as
     try:
         trained = load_trained(run_dir, final_activation="identity")
         with tempfile.TemporaryDirectory(prefix="segzoo-mlflow-model-") as tmp, quiet_mlflow(), _use_tracking_uri(client.tracking_uri):
-            info = mlflow.models.Model.log(name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, step=step,
+            info = mlflow.models.Model.log(None, name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, step=step,
                                            **model_files(trained, Path(tmp)))
             mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(Path(tmp) / ARTIFACT))
             client.log_artifacts(run_id, str(Path(tmp) / ARTIFACT), ARTIFACT)
