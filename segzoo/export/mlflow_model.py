@@ -98,8 +98,11 @@ def log_trained_model(client: Any, run_id: str, run_dir: str | Path, register_as
     try:
         trained = load_trained(run_dir, final_activation="identity")
         with tempfile.TemporaryDirectory(prefix="segzoo-mlflow-model-") as tmp, quiet_mlflow(), _use_tracking_uri(client.tracking_uri):
-            info = mlflow.models.Model.log(None, name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, step=step,
+            run = client.get_run(run_id)  # the model belongs to the run's experiment (MLflow would pick the active one)
+            model = client.create_logged_model(run.info.experiment_id, ARTIFACT, run_id, params=dict(run.data.params))
+            info = mlflow.models.Model.log(None, name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, step=step, model_id=model.model_id,
                                            **model_files(trained, Path(tmp)))
+            client.finalize_logged_model(model.model_id, "READY")
             mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(Path(tmp) / ARTIFACT))
             client.log_artifacts(run_id, str(Path(tmp) / ARTIFACT), ARTIFACT)
     except (ExportError, SegzooError) as exc:
