@@ -98,24 +98,26 @@ def test_segzoo_export_of_a_folder_without_a_checkpoint_says_what_it_needs(tmp_p
     assert "model.pt or last.pt" in capsys.readouterr().err
 
 
-def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tmp_path: Path) -> None:
+def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tracking_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from segzoo.engine.mlflow_runs import get_or_create_experiment
     from segzoo.export.mlflow_model import log_trained_model, register_winner
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = tracking_uri  # MLflow 3 resolves runs:/ and models:/ in the process's store
     client = MlflowClient(tracking_uri=uri)
     experiment = get_or_create_experiment(client, "pyconvunet")
     entries = {}
     for arch, miou in (("worse", 0.5), ("better", 0.7)):
         run_id = client.create_run(experiment).info.run_id
-        assert log_trained_model(client, run_id, run_dir) == f"runs:/{run_id}/model"
-        entries[arch] = {"run_id": run_id, "metrics": {"miou": miou, "dice": 1.0 - miou}}
+        uri_of_model = log_trained_model(client, run_id, run_dir)
+        assert uri_of_model.startswith("models:/")  # an MLflow 3 logged model
+        entries[arch] = {"run_id": run_id, "metrics": {"miou": miou, "dice": 1.0 - miou}, "model": uri_of_model}
 
     assert register_winner(uri, entries, "segmenter") == "better"
     (version,) = client.search_model_versions("name='segmenter'")
-    assert version.run_id == entries["better"]["run_id"]
+    assert version.run_id == entries["better"]["run_id"] and version.source == entries["better"]["model"]
+    # the run keeps a copy as its artifact model/, so runs:/<id>/model loads in MLflow 2 clients too
     assert {a.path for a in client.list_artifacts(version.run_id, "model")} >= {"model/MLmodel", "model/artifacts"}
 
 

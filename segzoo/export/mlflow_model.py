@@ -134,6 +134,7 @@ def model_link(client: Any, name: str, version: str | int) -> str:
 def register_model(client: Any, run_id: str, name: str, source: str | None = None) -> Any:
     """A new version of registered model ``name`` (created if new) from ``source`` (default: run ``run_id``'s model folder)."""
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     try:
         client.create_registered_model(name)
@@ -142,7 +143,8 @@ def register_model(client: Any, run_id: str, name: str, source: str | None = Non
             raise
     source = source or f"{client.get_run(run_id).info.artifact_uri}/{ARTIFACT}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
-    return client.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
+    with _use_tracking_uri(client.tracking_uri):  # MLflow resolves a models:/ source in the process's store
+        return client.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
 
 
 def register_winner(tracking_uri: str, entries: dict[str, dict[str, Any]], name: str, metric: str | None = None) -> str:
