@@ -27,12 +27,12 @@ except ImportError:  # while segzoo writes the model: the same file, from the in
 class TorchScriptSegmenter(PythonModel):
     """The TorchScript network behind the recorded input rule, sliding window and mask rule."""
 
-    def load_context(self, context):  # noqa: ANN001 - MLflow's context type
+    def load_context(self, context):  # context: MLflow's PythonModelContext
         self.network = torch.jit.load(context.artifacts["torchscript"], map_location="cpu").eval()
         self.processing = Processing.from_record(context.model_config or {})
 
     # np.ndarray: a hint MLflow infers no schema from (the signature says what is taken), and its warning stays away
-    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:  # noqa: ANN001
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         params = params or {}
         images = np.asarray(model_input)
         if images.dtype == object or params.get("dtype"):
