@@ -192,13 +192,13 @@ def close_assistant(browser: Chromium) -> None:
 
 
 def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, path: Path) -> None:
-    """The experiment's runs: the comparison's parent unfolded to its children, with their descriptions and held-out
-    MIoU (the column picker toggles: a fresh browser profile starts from MLflow's default columns)."""
+    """The experiment's runs: the comparison's parent unfolded to its children, with their logged models, descriptions
+    and held-out MIoU (the column picker toggles: a fresh browser profile starts from MLflow's default columns)."""
     browser.open(f"{url}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING_VIEW}", "compare-")
     close_assistant(browser)
     browser.click("button[data-component-id*='runnamecellrenderer']")  # unfold the parent's children
     browser.wait_for("unet-")
-    for column in ("Models", "Description", "heldout_foreground_iou"):  # Models (empty: no logged model) off, the others on
+    for column in ("Description", "heldout_foreground_iou"):  # on; Models (each run's logged model) is on by default
         if not browser.evaluate("Boolean(document.querySelector('[role=dialog] .du-bois-light-tree'))"):
             browser.click("button", "Columns")
             browser.wait_for("Parameters (")

@@ -239,12 +239,72 @@ def test_the_logged_mlflow_model_predicts_masks_without_segzoo(trained: dict, tm
     proc = without_segzoo(
         "import mlflow, numpy as np\n"
         f"model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
-        "masks = model.predict(np.random.default_rng(0).random((2, 1, 70, 90), dtype=np.float32))\n"
-        "print('masks', masks.shape, masks.dtype, sorted(set(np.unique(masks).tolist()) - {0, 1}))\n"
-        "print('signature', model.metadata.get_input_schema().inputs[0].shape)\n",
+        "rng = np.random.default_rng(0)\n"
+        "for images in (rng.random((2, 1, 70, 90), dtype=np.float32), (rng.random((2, 70, 90)) * 255).astype(np.uint8),\n"
+        "               (rng.random((1, 70, 90)) * 3000 - 1000).astype(np.int16), (rng.random((1, 70, 90)) * 65535).astype(np.uint16)):\n"
+        "    masks = model.predict(images)\n"
+        "    print('masks', masks.shape[1:], masks.dtype, sorted(set(np.unique(masks).tolist()) - {0, 1}))\n",
         cwd=tmp_path, env={"MLFLOW_TRACKING_URI": trained["uri"]})
-    assert "masks (2, 70, 90) uint8 []" in proc.stdout  # one 0/1 mask per image, at the image's size
-    assert "signature (-1, 1, -1, -1)" in proc.stdout
+    # (N, C, H, W) and (N, H, W) of each pixel type: one 0/1 mask per image, at the image's size
+    assert proc.stdout.count("masks (70, 90) uint8 []") == 4, proc.stdout
+
+
+def test_each_training_logs_an_mlflow_3_model_linked_to_its_run_and_metrics(trained: dict) -> None:
+    client = mlflow_client(trained["uri"])
+    run_id = (trained["run_dir"] / "mlflow_run_id.txt").read_text().strip()
+    run = client.get_run(run_id)
+    (model,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])  # the logged_models table
+    assert model.name == "model" and model.source_run_id == run_id
+    assert [m.model_id for m in run.outputs.model_outputs] == [model.model_id]  # the runs table's Models column
+    assert {m.key for m in model.metrics} >= {"val_foreground_iou", "val_dice"}  # the last epoch's validation metrics
+    assert "MLflow model models:/" in trained["log"] and f"run folder {trained['run_dir']}" in trained["log"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_served_model_answers_a_uint8_image_with_segzoo_inferences_mask(trained: dict, tmp_path: Path) -> None:
+    """``mlflow models serve`` (local environment, 127.0.0.1) on the training's logged model, fed ``np.array(Image.open(png))[None]``."""
+    import time
+    import urllib.request
+
+    pixels = (np.random.default_rng(3).random((70, 90)) * 255).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "images" / "x.png")
+    run_bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--input_dir", str(tmp_path / "images"),
+                "--output_dir", str(tmp_path / "masks")], cwd=trained["cwd"])
+    expected = (np.asarray(Image.open(tmp_path / "masks" / "x.png")) > 0).astype(np.uint8)
+
+    client = mlflow_client(trained["uri"])
+    run_id = (trained["run_dir"] / "mlflow_run_id.txt").read_text().strip()
+    (model,) = client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{model.model_id}", "--env-manager", "local",
+                               "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"]},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        request = json.dumps({"inputs": np.array(Image.open(tmp_path / "images" / "x.png"))[None].tolist(),
+                              "params": {"dtype": "uint8"}}).encode()
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                reply = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/invocations", request,
+                                                                      {"Content-Type": "application/json"}), timeout=60)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow models serve did not answer"
+                time.sleep(1)
+        served = np.array(json.loads(reply.read())["predictions"], dtype=np.uint8)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    assert served.shape == (1, 70, 90)
+    assert np.array_equal(served[0], expected)
 
 
 def test_a_packed_bundle_runs_inference_from_any_folder_with_monai_alone(trained: dict, tmp_path: Path) -> None:
@@ -252,14 +312,20 @@ def test_a_packed_bundle_runs_inference_from_any_folder_with_monai_alone(trained
 
     packed = tmp_path / "pyconvunet_packed"
     assert main(["pack", str(trained["run_dir"]), "--bundle", str(BUNDLES / "pyconvunet"), "--output", str(packed)]) == 0
-    for name in ("configs/inference.json", "configs/metadata.json", "models/model.pt", "models/model.ts", "docs/README.md"):
+    for name in ("configs/inference.json", "configs/metadata.json", "models/model.pt", "models/model.ts", "docs/README.md",
+                 "scripts/processing.py"):
         assert (packed / name).is_file(), name
+    from monai.bundle import verify_metadata
+
+    meta = json.loads((packed / "configs" / "metadata.json").read_text())
+    verify_metadata(meta_file=str(packed / "configs" / "metadata.json"), filepath=str(packed / "configs" / meta["schema"]))  # shipped: offline
+    assert "eval_metrics" not in meta and "sliding window" in meta["description"]
     without_segzoo(
         "import runpy, sys\n"
         "sys.argv = ['monai.bundle', 'run', '--config_file', 'configs/inference.json']\n"
         "runpy.run_module('monai.bundle', run_name='__main__')\n",
         cwd=packed)
-    samples = sorted(p.stem for p in (packed / "samples").glob("*.png"))
-    masks = sorted((packed / "predictions").glob("*_mask.png"))
-    assert [p.name for p in masks] == [f"{s}_mask.png" for s in samples] and samples
+    samples = sorted(p.name for p in (packed / "samples").glob("*.png"))
+    masks = sorted((packed / "predictions").glob("*.png"))
+    assert [p.name for p in masks] == samples and samples  # named as segzoo inference names them
     assert set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 255}

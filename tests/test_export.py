@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -102,25 +103,28 @@ def test_segzoo_export_of_a_folder_without_a_checkpoint_says_what_it_needs(tmp_p
     assert "model.pt or last.pt" in capsys.readouterr().err
 
 
-def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tmp_path: Path) -> None:
+def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tracking_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
     from segzoo.engine.mlflow_runs import get_or_create_experiment
     from segzoo.export.mlflow_model import log_trained_model, register_winner
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = tracking_uri
     client = MlflowClient(tracking_uri=uri)
     experiment = get_or_create_experiment(client, "pyconvunet")
     entries = {}
     for arch, miou in (("worse", 0.5), ("better", 0.7)):
         run_id = client.create_run(experiment).info.run_id
-        assert log_trained_model(client, run_id, run_dir) == f"runs:/{run_id}/model"
-        entries[arch] = {"run_id": run_id, "metrics": {"miou": miou, "dice": 1.0 - miou}}
+        uri_of_model = log_trained_model(client, run_id, run_dir)
+        assert uri_of_model.startswith("models:/")  # an MLflow 3 logged model
+        entries[arch] = {"run_id": run_id, "metrics": {"miou": miou, "dice": 1.0 - miou}, "model": uri_of_model}
 
     assert register_winner(uri, entries, "segmenter") == "better"
     (version,) = client.search_model_versions("name='segmenter'")
-    assert version.run_id == entries["better"]["run_id"]
-    assert {a.path for a in client.list_artifacts(version.run_id, "model")} >= {"model/MLmodel", "model/artifacts"}
+    assert version.run_id == entries["better"]["run_id"] and version.source == entries["better"]["model"]
+    # the run keeps a copy as its artifact model/, so runs:/<id>/model loads in MLflow 2 clients too
+    artifacts = Path(urlparse(client.get_run(version.run_id).info.artifact_uri).path) / "model"
+    assert (artifacts / "MLmodel").is_file() and (artifacts / "artifacts").is_dir()
 
 
 def test_segzoo_export_mlflow_writes_a_model_folder_that_predicts_masks(run_dir: Path) -> None:
@@ -130,3 +134,9 @@ def test_segzoo_export_mlflow_writes_a_model_folder_that_predicts_masks(run_dir:
     masks = mlflow.pyfunc.load_model(str(run_dir / "mlflow_model")).predict(np.random.default_rng(0).random((1, 1, 40, 50), dtype=np.float32))
     assert masks.shape == (1, 40, 50) and masks.dtype == np.uint8
     assert sorted(p.name for p in run_dir.iterdir()) == ["components.json", "mlflow_model", "model.pt"]  # nothing left beside it
+
+
+def test_onnx_without_the_export_extra_names_the_pip_install_that_fixes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # as if not installed
+    with pytest.raises(ExportError, match=r'needs onnxscript, which is not installed: pip install "segzoo\[export\]"'):
+        export_network(small_network("unet"), "onnx", tmp_path / "m.onnx", torch.rand(1, 1, 32, 32))

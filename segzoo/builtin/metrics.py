@@ -23,17 +23,18 @@ from monai.metrics import CumulativeIterationMetric
 from pydantic import Field
 
 import segzoo
+from segzoo.processing import class_map
 
 
 def class_maps(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Predicted and true class-index maps ``(B, H, W)`` and the number of classes (2 for a binary mask)."""
+    pred = class_map(y_pred, threshold)  # the recorded output rule (segzoo.processing)
     if y_pred.shape[1] == 1:
-        pred = (y_pred[:, 0] >= threshold).long()
         true = (y[:, 0] >= 0.5).long() if y.shape[1] == 1 else y.argmax(1)
         return pred, true, 2
     classes = y_pred.shape[1]
     true = y.argmax(1) if y.shape[1] == classes and classes > 1 else y[:, 0].round().long()
-    return y_pred.argmax(1), true, classes
+    return pred, true, classes
 
 
 def confusion_per_image(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

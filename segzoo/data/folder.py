@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from segzoo.processing import scale
 from segzoo.registry import Params, SegzooError
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -82,16 +83,11 @@ def _pil_mode(img: Any, mask: bool) -> Any:
 
 
 def to_unit_range(image: np.ndarray, path: str | Path = "image") -> np.ndarray:
-    """Float32 in [0, 1]: unsigned integers divided by their dtype's maximum (0-255, 0-65535), booleans as 0/1, signed
-    integers and floats by their own min-max (a constant image becomes 0). NaN or infinite pixels are refused, naming the file."""
-    if image.dtype == bool or np.issubdtype(image.dtype, np.unsignedinteger):
-        return (image / (1 if image.dtype == bool else np.iinfo(image.dtype).max)).astype(np.float32)
-    image = image.astype(np.float64)
-    bad = int(np.count_nonzero(~np.isfinite(image)))
-    if bad:
-        raise DataError(f"{path} has {bad} NaN or infinite pixels; fill them (e.g. numpy.nan_to_num) or mask them out before training.")
-    lo, hi = float(image.min()), float(image.max())
-    return ((image - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+    """Float32 in [0, 1] by the recorded input rule (:func:`segzoo.processing.scale`); NaN or infinite pixels are refused, naming the file."""
+    try:
+        return scale(image, str(path))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] | None) -> np.ndarray:

@@ -14,6 +14,7 @@ from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import from_engine
 
 from segzoo.files import atomic_open
+from segzoo.processing import Processing
 
 
 class ProgressBar:
@@ -60,14 +61,15 @@ class MetricsCSVWriter:
 
 class MaskWriter:
     """Writes one mask per image in the image's format and geometry (:mod:`segzoo.data.writers`), and optionally its
-    probability map (``<name>_probabilities``, float32). Masks hold 0/255 (PNG, TIFF) or 0/1 (ITK formats) for a
+    probability map (``<name>_probabilities``, float32), by the run's recorded output rule (:mod:`segzoo.processing`). Masks hold 0/255 (PNG, TIFF) or 0/1 (ITK formats) for a
     binary network, class indices for several classes."""
 
-    def __init__(self, output_dir: str, save_probabilities: bool | str = False) -> None:
+    def __init__(self, output_dir: str, save_probabilities: bool | str = False, processing: Processing | None = None) -> None:
         from segzoo.engine.runs import as_flag
 
         self.output_dir = Path(output_dir)
         self.save_probabilities = as_flag(save_probabilities, "save_probabilities")
+        self.processing = processing or Processing()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -79,11 +81,9 @@ class MaskWriter:
         for item, out in zip(engine.state.batch, outputs):
             source = item.get("path")
             pred = torch.as_tensor(out["pred"]).float().cpu()
-            if pred.shape[0] == 1:
-                viewable = output_suffix(source) in (".png", ".tif", ".tiff")
-                mask = (pred[0] >= 0.5).numpy().astype(np.uint8) * (255 if viewable else 1)
-            else:
-                mask = pred.argmax(0).numpy().astype(np.uint8)
+            mask = self.processing.mask(pred).numpy().astype(np.uint8)
+            if pred.shape[0] == 1 and output_suffix(source) in (".png", ".tif", ".tiff"):
+                mask *= 255  # viewable
             write_like(mask, self.output_dir / item["name"], source)
             if self.save_probabilities:
                 write_like(pred.numpy(), self.output_dir / f"{item['name']}_probabilities", source)

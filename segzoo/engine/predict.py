@@ -8,11 +8,12 @@ import torch
 
 from segzoo.complexity import model_placement
 from segzoo.engine.plots import prediction_panel
+from segzoo.processing import Processing
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid for one output channel, softmax over channels otherwise (the bundles' post-processing)."""
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, 1)
+    """Sigmoid for one output channel, softmax over channels otherwise (the recorded output rule's default activation)."""
+    return Processing(out_channels=logits.shape[1]).probabilities(logits)
 
 
 @torch.no_grad()
@@ -34,13 +35,15 @@ def predict(network: torch.nn.Module, image: Any, inferer: Callable, device: tor
 
 
 def panel(models: dict[str, torch.nn.Module], items: Sequence[dict[str, Any]], inferer: Callable,
-          device: torch.device | str | None = None, to_probabilities: Callable[[Any], torch.Tensor] = probabilities):
-    """A figure with one row per item: image, label, then each model's thresholded prediction."""
+          device: torch.device | str | None = None, to_probabilities: Callable[[Any], torch.Tensor] = probabilities,
+          processing: Processing | None = None):
+    """A figure with one row per item: image, label, then each model's mask by the recorded output rule."""
+    processing = processing or Processing()
     rows = []
     for item in items:
         row = {"name": item.get("name", ""), "image": item["image"], "label": item["label"]}
         for title, network in models.items():
             prob = predict(network, item["image"], inferer, device, to_probabilities)
-            row[title] = (prob >= 0.5).float() if prob.shape[0] == 1 else prob
+            row[title] = processing.mask(prob)[None].float()
         rows.append(row)
     return prediction_panel(rows, ["image", "label", *models])

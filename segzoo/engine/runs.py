@@ -12,6 +12,7 @@ import torch
 import segzoo
 from segzoo.engine.store import checkpoint_weights, read_run_info
 from segzoo.overrides import as_flag, is_none
+from segzoo.processing import Processing
 from segzoo.registry import SegzooError
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -66,6 +67,13 @@ def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, A
         return segzoo.build("dataset", "folder", dataset_dir=str(dataset_dir), split=split, in_channels=in_channels, **folder)
     return segzoo.build("dataset", synthetic.get("name", "synthetic_cells"), channels=in_channels,
                         **{k: v for k, v in synthetic.items() if k != "name"})
+
+
+def run_processing(checkpoint: str | os.PathLike, **fallback: Any) -> Processing:
+    """The input and output rule recorded by the training that wrote ``checkpoint`` (its ``components.json``);
+    a run from before the rule was recorded gets ``Processing(**fallback)`` (the bundle's own values)."""
+    recorded = read_run_info(Path(checkpoint).parent).get("processing")
+    return Processing.from_record(recorded) if recorded else Processing(**fallback)
 
 
 def _describe(arch: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError
 )
 from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 from segzoo.engine.store import resume_requested
+from segzoo.processing import Processing
 
 
 def current_bundle_workflow() -> Any | None:
@@ -70,6 +71,8 @@ def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]
         record = segzoo.built(component)
         if record is not None:
             described[role] = record.describe()
+        elif isinstance(component, Processing):  # the input and output rule the network is used with
+            described[role] = {"name": "segzoo.processing", **component.record()}
         elif isinstance(component, (list, tuple)) and len(component) == 2 and isinstance(component[0], str):
             described[role] = {"name": component[0], **dict(component[1] or {})}
         elif component is not None:
@@ -305,13 +308,14 @@ class MLflowTracker:
         self._stop_system_metrics()
         self._log_artifacts()
         fault_point("end_of_run", engine.state.epoch)
-        self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as)
+        model = self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as,
+                           engine.state.epoch)
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
         if training:
             (self.output_dir / store.LOGGING).unlink(missing_ok=True)
         link = self._safe("reading the run back", ui_link, self.client, self.run_id)
-        if link:
-            print(f"MLflow run {self.run_name}: {link}")
+        print(f"run folder {self.output_dir}" + (f"\nMLflow run {self.run_name}: {link}" if link else "")
+              + (f"\nMLflow model {model}" if model else ""))
 
     def fail(self, engine: Engine, exc: BaseException) -> None:
         """Keep what was learnt (history, curves, checkpoints on disk) and mark the run failed (KILLED on Ctrl-C or

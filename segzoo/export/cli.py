@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from segzoo.errors import SegzooError
@@ -16,17 +15,16 @@ from segzoo.files import refuse_overwrite
 MLFLOW = "mlflow"
 
 
-def _trained(args: argparse.Namespace):
+def _trained(args: argparse.Namespace, final_activation: str = "auto"):
     try:
         params = json.loads(args.params) if args.params else None
     except json.JSONDecodeError as exc:
         raise SegzooError(f"--params {args.params!r} is not JSON ({exc}); pass e.g. --params '{{\"in_channels\": 1}}'") from None
-    return load_trained(args.run, arch=args.arch, preset=args.preset, params=params)
+    return load_trained(args.run, arch=args.arch, preset=args.preset, params=params, final_activation=final_activation)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    trained = _trained(args)
-    if args.format == MLFLOW:
+    if args.format == MLFLOW:  # the raw output: the recorded rule applies the activation after the window
         from segzoo.export.mlflow_model import save_pyfunc
 
         output = refuse_overwrite(args.output or find_checkpoint(args.run).parent / "mlflow_model", args.overwrite)
@@ -35,13 +33,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                               "pass another --output folder")
         if output.is_dir():
             shutil.rmtree(output)  # an earlier export's model folder, replaced as --overwrite asked
-        with tempfile.TemporaryDirectory(prefix="segzoo-export-") as tmp:  # the model folder keeps its own copy
-            torchscript = export_network(trained.network, "torchscript", Path(tmp) / "model.ts", sample_input(trained, args.size),
-                                         args.tolerance)
-            save_pyfunc(output, torchscript.path, trained.in_channels)
-        print(f"{torchscript.summary()}\nMLflow model -> {output} (mlflow.pyfunc.load_model('{output}').predict(images))")
+        save_pyfunc(output, _trained(args, final_activation="identity"))
+        print(f"MLflow model -> {output} (mlflow.pyfunc.load_model('{output}').predict(images))")
         return 0
     checkpoint = find_checkpoint(args.run)
+    trained = _trained(args)
     output = refuse_overwrite(args.output or checkpoint.with_suffix(SUFFIXES[args.format]), args.overwrite, reads=[checkpoint])
     result = export_network(trained.network, args.format, output, sample_input(trained, args.size), args.tolerance)
     print(result.summary())
@@ -54,7 +50,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     Bundle(args.bundle)  # refused first, naming the folder, when it is none
     refuse_overwrite(args.output, args.overwrite)
-    folder = pack(args.run, args.bundle, args.output, _trained(args))
+    folder = pack(args.run, args.bundle, args.output, _trained(args, final_activation="identity"))
     print(f"Model Zoo bundle -> {folder}\nrun it: cd {folder} && python -m monai.bundle run --config_file configs/inference.json "
           "--input_dir IMAGES")
     return 0

@@ -54,6 +54,11 @@ def save_torchscript(graph: InferenceGraph, sample: torch.Tensor, path: Path) ->
 def save_onnx(graph: InferenceGraph, sample: torch.Tensor, path: Path) -> None:
     """ONNX through the dynamo exporter (the TorchScript-based one fails on PyConv's grouped convolutions), with
     batch and spatial size dynamic (``Dim.AUTO`` keeps the size divisibility a network checks as a constraint)."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):  # torch's exporter would fail later with "No module named 'onnxscript'"
+        try:
+            __import__(module)
+        except ImportError:
+            raise ExportError(f"ONNX export needs {module}, which is not installed: pip install \"segzoo[export]\"") from None
     dynamic = torch.export.Dim.AUTO
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # "torchvision is not installed"
     with torch.no_grad(), warnings.catch_warnings():
@@ -77,7 +82,7 @@ def onnx_runner(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
     try:
         import onnxruntime
     except ImportError:
-        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'segzoo[export]'") from None
+        raise ExportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install \"segzoo[export]\"") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda image: session.run(None, {name: image})

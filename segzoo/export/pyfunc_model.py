@@ -1,66 +1,50 @@
-"""MLflow model code ("models from code"): a TorchScript segmentation network with the bundles' pre/post-processing.
+"""MLflow model code ("models from code"): a TorchScript segmentation network used by its recorded rule.
 
-MLflow copies this file into every logged model and runs it when the model is loaded, so a logged model needs
-only mlflow, torch and numpy: not segzoo, and not the plugin that defined the network (the TorchScript file
-holds the graph and weights). It imports nothing from segzoo on purpose.
+MLflow copies this file into every logged model and runs it when the model is loaded; the rule's module
+(:mod:`segzoo.processing`) travels beside it as ``code/processing.py`` and the rule itself as the model config.
+So a logged model needs only mlflow, torch, numpy and MONAI (the sliding window): not segzoo, and not the plugin
+that defined the network (the TorchScript file holds the graph and weights). It imports nothing from segzoo.
 
-``predict(images)`` takes ``(N, C, H, W)`` or ``(N, H, W)`` images of any size and value range and returns
-``(N, H, W)`` uint8 masks (0/1 for one output channel, class indices for several); ``params={"probabilities":
-True}`` returns the ``(N, C, H, W)`` float32 probabilities instead.
+``predict(images)`` takes ``(N, H, W)`` or ``(N, C, H, W)`` images of any size, uint8/uint16/int16/float, scaled by
+the recorded input rule, and returns ``(N, H, W)`` uint8 masks (0/1 for one output channel, class indices for
+several). Parameters: ``probabilities=True`` returns the ``(N, C, H, W)`` float32 probabilities instead; ``dtype``
+names the pixel type of images that arrive without one (JSON sent to ``mlflow models serve``: ``"uint8"``).
 """
 
 from __future__ import annotations
 
-
 import mlflow
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mlflow.pyfunc import PythonModel
 
-
-def to_unit_range(image: np.ndarray) -> np.ndarray:
-    """Each image scaled by its own min and max to [0, 1] (what the bundles feed a network; integer images by dtype max)."""
-    if np.issubdtype(image.dtype, np.integer):
-        return (image / np.iinfo(image.dtype).max).astype(np.float32)
-    lo, hi = float(image.min()), float(image.max())
-    return ((image - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+try:
+    from processing import Processing  # shipped with the model (code_paths)
+except ImportError:  # while segzoo writes the model: the same file, from the installed package
+    from segzoo.processing import Processing
 
 
 class TorchScriptSegmenter(PythonModel):
-    """Whole-image inference: each image padded to a multiple of ``size_multiple`` (the network's total stride), then cropped back."""
+    """The TorchScript network behind the recorded input rule, sliding window and mask rule."""
 
-    def load_context(self, context):  # noqa: ANN001 - MLflow reads type hints as a schema
+    def load_context(self, context):  # context: MLflow's PythonModelContext
         self.network = torch.jit.load(context.artifacts["torchscript"], map_location="cpu").eval()
-        config = context.model_config or {}
-        self.size_multiple = int(config.get("size_multiple", 32))
-        self.threshold = float(config.get("threshold", 0.5))
+        self.processing = Processing.from_record(context.model_config or {})
 
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(to_unit_range(image))[None]
-        h, w = x.shape[-2:]
-        m = self.size_multiple
-        x = F.pad(x, (0, -w % m, 0, -h % m))
-        with torch.no_grad():
-            out = self.network(x)
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return out[0, :, :h, :w].numpy()
-
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
+    # np.ndarray: a hint MLflow infers no schema from (the signature says what is taken), and its warning stays away
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
+        params = params or {}
         images = np.asarray(model_input)
-        images = images[:, None] if images.ndim == 3 else images
-        if images.ndim != 4 or 0 in images.shape:
+        if images.dtype == object or params.get("dtype"):
+            images = np.asarray(images.tolist(), dtype=params.get("dtype") or np.float64)
+        if images.ndim not in (3, 4) or 0 in images.shape:
             raise ValueError(f"predict() takes a non-empty batch of images (N, C, H, W) or (N, H, W); got shape {images.shape}")
         if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
             bad = np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))
             raise ValueError(f"image(s) {bad.tolist()} of the batch hold NaN or infinite pixels, which would give a meaningless "
                              "mask; fill them first (e.g. numpy.nan_to_num)")
-        probabilities = np.stack([self.probabilities(image) for image in images])
-        if (params or {}).get("probabilities"):
-            return probabilities.astype(np.float32)
-        if probabilities.shape[1] == 1:
-            return (probabilities[:, 0] >= self.threshold).astype(np.uint8)
-        return probabilities.argmax(1).astype(np.uint8)
+        masks, probabilities = self.processing.predict(self.network, images)
+        return probabilities if params.get("probabilities") else masks
 
 
 mlflow.models.set_model(TorchScriptSegmenter())

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 import segzoo
-from segzoo.engine.runs import load_checkpoint
+from segzoo.engine.runs import load_checkpoint, run_processing
 from segzoo.engine.store import BEST, LAST, RUN_INFO_FILE, read_run_info
+from segzoo.processing import Processing
 from segzoo.registry import SegzooError
 
 CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
@@ -19,13 +20,15 @@ CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the la
 
 @dataclass
 class TrainedModel:
-    """A trained network and what it is: architecture name, preset, parameters, and the checkpoint it came from."""
+    """A trained network and what it is: architecture name, preset, parameters, the checkpoint it came from, and
+    the input and output rule it is used with (:mod:`segzoo.processing`)."""
 
     network: nn.Module
     arch: str
     preset: str | None
     params: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path = Path()
+    processing: Processing = field(default_factory=Processing)
 
     @property
     def in_channels(self) -> int:
@@ -80,7 +83,8 @@ def load_trained(run_or_checkpoint: str | Path, arch: str | None = None, preset:
     network = spec.build(preset, **merged)
     load_checkpoint(network, checkpoint, expected={"name": name, "preset": preset, **merged})
     resolved = spec.validate(preset, **merged).model_dump()
-    return TrainedModel(network.eval(), name, preset, resolved, checkpoint)
+    processing = run_processing(checkpoint, in_channels=resolved.get("in_channels", 3), out_channels=resolved.get("out_channels", 1))
+    return TrainedModel(network.eval(), name, preset, resolved, checkpoint, processing)
 
 
 def sample_input(model: TrainedModel, size: int = 256, batch: int = 1, seed: int = 0) -> torch.Tensor:
