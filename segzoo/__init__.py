@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from segzoo.errors import SegzooError
 from segzoo.hookspecs import hookimpl
 from segzoo.registry import (
     KINDS,
@@ -20,13 +21,12 @@ from segzoo.registry import (
     ComponentParamsError,
     DuplicateComponentError,
     Params,
-    SegzooError,
     UnknownComponentError,
     built,
     component,
 )
+from segzoo.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "KINDS",

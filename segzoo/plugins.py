@@ -20,6 +20,7 @@ from packaging.version import Version
 
 from segzoo import hookspecs
 from segzoo.registry import Component, Registry
+from segzoo.version import __version__
 
 ENTRY_POINT_GROUP = "segzoo"
 
@@ -48,8 +49,6 @@ class PluginInfo:
 
 
 def segzoo_version() -> str:
-    from segzoo import __version__
-
     return __version__
 
 

@@ -1,6 +1,6 @@
 """``segzoo tune``: a seeded TPE search (Optuna) of any bundle's config keys on its validation metric.
 
-Each trial is one training of the bundle (its ``training`` workflow through :func:`segzoo.engine.bundle.run`),
+Each trial is one training of the bundle (its ``training`` workflow through :func:`segzoo.bundle.contract.run`),
 run in this process with the searched keys as overrides and logged as a child MLflow run under one parent run per study. The
 trial's value is the best value of ``--metric`` in the run's ``history.json`` (the best-checkpoint
 epoch). The study lives in an Optuna storage (a SQLite file in the output folder unless ``--storage``
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from segzoo import overrides as override_text
-from segzoo.engine import bundle as bundles
-from segzoo.engine.bundle import Bundle
-from segzoo.engine.store import best_value, read_run_id
+from segzoo.bundle import contract as bundles
+from segzoo.bundle.contract import Bundle
+from segzoo.runs.store import best_value, read_run_id
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_text
 
@@ -107,8 +107,8 @@ class Tuner:
         from optuna.trial import TrialState
 
         from segzoo.engine.checkpoints import NonFiniteLossError
-        from segzoo.engine.mlflow_runs import closed_with_status, log_params, open_run
-        from segzoo.engine.run_metadata import ui_link
+        from segzoo.tracking.client import closed_with_status, log_params, open_run
+        from segzoo.tracking.metadata import ui_link
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # The heartbeat marks a trial whose process died (SIGKILL, lost machine) as failed, and the retry callback re-queues its parameters.
@@ -174,8 +174,8 @@ class Tuner:
         """Write and log the best override file, the trial plot and the best value (if any trial completed)."""
         from optuna.trial import TrialState
 
-        from segzoo.engine.plots import save_trials
-        from segzoo.engine.run_metadata import summarize
+        from segzoo.figures import save_trials
+        from segzoo.tracking.metadata import summarize
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:

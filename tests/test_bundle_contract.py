@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from segzoo.cli import main
-from segzoo.engine import bundle as bundles
-from segzoo.engine.bundle import PROPERTIES, Bundle, BundleContractError
-from segzoo.engine.validation import ConfigError
+from segzoo.bundle import contract as bundles
+from segzoo.bundle.contract import PROPERTIES, Bundle, BundleContractError
+from segzoo.bundle.validation import ConfigError
 from tests.conftest import BUNDLES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread

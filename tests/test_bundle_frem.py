@@ -15,7 +15,7 @@ from segzoo_frem.data import TEM_4CLASS, label_mapping
 
 import segzoo
 from segzoo_frem.synthetic import CLASS_NAMES, synthetic_em
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "frem" / "configs"

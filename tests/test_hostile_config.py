@@ -12,7 +12,7 @@ import pytest
 from monai.bundle import ConfigParser
 
 from segzoo.engine import ConfigError
-from segzoo.engine.validation import check_override_values
+from segzoo.bundle.validation import check_override_values
 from tests.conftest import BUNDLES, hostile
 
 TRAIN = BUNDLES / "pyconvunet" / "configs" / "train.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 from segzoo.tune import BEST_OVERRIDE, PARENT_RUN_ATTR, TRIALS_PLOT, Dimension, parse_overrides, parse_space, register
 from tests.conftest import BUNDLES
 

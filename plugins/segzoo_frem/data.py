@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import segzoo
 from segzoo_frem.synthetic import BACKGROUND, MEMBRANE, MITOCHONDRIA, SYNAPSE, SyntheticEMParams, synthetic_em
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 TEM_4CLASS = {
     **{gray: MEMBRANE for gray in (0, 32, 64, 96, 128)},

@@ -13,9 +13,12 @@ import json
 import sys
 from typing import Any, Sequence
 
+from monai.bundle import ConfigParser
+
 import segzoo
+from segzoo.bundle.context import current_bundle_config
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError, install_excepthook
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
 RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}
@@ -38,8 +41,6 @@ def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
 
 def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
     """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
-    from monai.bundle import ConfigParser
-
     for i, arg in enumerate(argv):
         path = argv[i + 1] if arg == "--args_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--args_file=") else None
         if path is not None:
@@ -144,11 +145,12 @@ def check_override_values(overrides: dict[str, Any], config: dict[str, Any], fil
 
 def check_overrides(argv: Sequence[str] | None = None) -> None:
     """Check the overrides of a ``monai.bundle run`` command line (see :func:`check_override_values`); the values are
-    read from the running workflow's config, as MONAI parsed them."""
-    from monai.bundle import ConfigParser
+    read from the running workflow's config, as MONAI parsed them.
 
-    from segzoo.engine.tracking import current_bundle_config
-
+    Every bundle config calls this first in ``initialize``, so it is also where a bundle run starts showing a
+    :class:`SegzooError` as the last line of ``python -m monai.bundle run`` (:func:`~segzoo.errors.install_excepthook`):
+    importing segzoo never changes ``sys.excepthook``."""
+    install_excepthook()
     argv = list(sys.argv if argv is None else argv)
     files = _config_files(argv)
     if not files:

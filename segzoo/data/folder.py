@@ -13,7 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from segzoo.registry import Params, SegzooError
+from segzoo.errors import SegzooError
+from segzoo.registry import Params
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff"}

@@ -7,7 +7,7 @@ SIGKILL loses at most the epoch in progress; ``history.json`` and MLflow are bro
 on resume (see :class:`segzoo.engine.MLflowTracker`). Every epoch's random draws (shuffling, augmentation)
 are seeded from ``seed`` and the epoch number, so a resumed epoch is the epoch an uninterrupted run trains.
 
-A resume names its run (:mod:`segzoo.engine.store`); ``epochs`` and ``learning_rate`` may change on resume
+A resume names its run (:mod:`segzoo.runs.store`); ``epochs`` and ``learning_rate`` may change on resume
 and are applied (and said), any other changed setting is refused.
 
 The write (about 0.1 s for a 30 MB network with its Adam state) runs in a
@@ -33,10 +33,11 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 from segzoo.engine.faults import fault_point
-from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, resume_requested
-from segzoo.engine.runs import unwrap
+from segzoo.bundle.context import current_bundle_config
+from segzoo.runs.network import unwrap
+from segzoo.runs.store import FINISHED, LAST, SETTINGS_FILE, is_main_process, resume_requested
 from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
 RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
@@ -116,9 +117,7 @@ class LastCheckpoint:
     def attach(self, engine: Engine) -> None:
         if self.resume and self.path.exists():
             self._restore(engine)
-        elif int(os.environ.get("RANK", "0")) == 0:
-            from segzoo.engine.tracking import current_bundle_config
-
+        elif is_main_process():
             atomic_write_json(self.path.parent / SETTINGS_FILE, run_settings(current_bundle_config()), indent=1)
         engine.add_event_handler(Events.STARTED, self._started)
         if self.seed is not None:
@@ -128,8 +127,6 @@ class LastCheckpoint:
         engine.add_event_handler(Events.COMPLETED, self.finish)
 
     def _restore(self, engine: Engine) -> None:
-        from segzoo.engine.tracking import current_bundle_config
-
         run = self.path.parent
         self._check_settings(run, current_bundle_config())
         epochs, rates = engine.state.max_epochs, [group["lr"] for group in self.optimizer.param_groups]
@@ -182,7 +179,7 @@ class LastCheckpoint:
         fault_point("iteration", engine.state.iteration)
 
     def save(self, engine: Engine) -> None:
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not is_main_process():
             return
         self.wait()
         evaluator = self.evaluator.state if self.evaluator is not None else None
@@ -207,7 +204,7 @@ class LastCheckpoint:
     def finish(self, engine: Engine) -> None:
         """The training ended (all epochs, or an early stop): the run is finished and is never resumed."""
         self.wait()
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main_process():
             atomic_write_text(self.path.parent / FINISHED, f"{engine.state.epoch}\n")
 
     def wait(self) -> None:

@@ -13,7 +13,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import from_engine
 
+from segzoo.data.writers import output_suffix, write_like
 from segzoo.files import atomic_open
+from segzoo.overrides import as_flag
+from segzoo.runs.network import unwrap
 
 
 class ProgressBar:
@@ -64,8 +67,6 @@ class MaskWriter:
     binary network, class indices for several classes."""
 
     def __init__(self, output_dir: str, save_probabilities: bool | str = False) -> None:
-        from segzoo.engine.runs import as_flag
-
         self.output_dir = Path(output_dir)
         self.save_probabilities = as_flag(save_probabilities, "save_probabilities")
 
@@ -73,8 +74,6 @@ class MaskWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        from segzoo.data.writers import output_suffix, write_like
-
         outputs: list[dict[str, Any]] = engine.state.output
         for item, out in zip(engine.state.batch, outputs):
             source = item.get("path")
@@ -121,8 +120,6 @@ class TrainHookHandler:
         self.network = network
 
     def attach(self, engine: Engine) -> None:
-        from segzoo.engine.runs import unwrap
-
         if self.hook is None:
             return
         self.hook.attach(unwrap(self.network))

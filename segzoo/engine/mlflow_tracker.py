@@ -2,7 +2,7 @@
 
 One experiment per bundle, tagged as model training. A run logs: parameters (the bundle
 config as run, its top-level keys under short names, the components it built), what the
-UI's runs table shows (see :mod:`segzoo.engine.run_metadata`: dataset inputs with their
+UI's runs table shows (see :mod:`segzoo.tracking.metadata`: dataset inputs with their
 digest, a one-line description, source, git and plugin-version tags), per-epoch metrics
 (train loss and every validation metric), system metrics (CPU, memory, GPU), and
 artifacts (the config, the best checkpoint, loss/metric curves and an
@@ -24,9 +24,9 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
-from segzoo.engine import store
-from segzoo.engine.mlflow_dataset import dataset_origin
-from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
+from segzoo.runs import store
+from segzoo.tracking.datasets import dataset_origin
+from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
     flatten,
@@ -35,31 +35,10 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError
     param_batches,
 )
 from segzoo.engine.faults import fault_point
-from segzoo.engine.liveness import raise_on_sigterm
-from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
-from segzoo.engine.store import resume_requested
-
-
-def current_bundle_workflow() -> Any | None:
-    """The MONAI bundle workflow running this code, if any: its parser holds the config (files merged, overrides
-    applied), its ``config_root_path`` the bundle's ``configs/`` folder.
-
-    Configs cannot reference themselves, so the tracker finds the ``ConfigWorkflow``
-    that is instantiating it on the call stack.
-    """
-    from monai.bundle import ConfigWorkflow
-
-    for frame_info in inspect.stack(context=0):
-        owner = frame_info.frame.f_locals.get("self")
-        if isinstance(owner, ConfigWorkflow):
-            return owner
-    return None
-
-
-def current_bundle_config() -> dict[str, Any] | None:
-    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any."""
-    workflow = current_bundle_workflow()
-    return workflow.parser.get() if workflow is not None else None
+from segzoo.tracking.liveness import raise_on_sigterm
+from segzoo.tracking.metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
+from segzoo.runs.store import resume_requested
+from segzoo.bundle.context import current_bundle_workflow
 
 
 def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -173,7 +152,7 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
-        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`.
+        """Open (or, resuming, reopen) this run through :func:`~segzoo.tracking.client.open_run`.
 
         Resuming, the history is cut back to the epochs ``last.pt`` holds, and steps MLflow already has are not logged
         again; a run the store no longer has (the store changed) is replaced by a new one holding the history so far.
@@ -265,7 +244,7 @@ class MLflowTracker:
         store.write_history(self.output_dir, self.history)
 
     def _log_artifacts(self) -> None:
-        from segzoo.engine.plots import save_curves
+        from segzoo.figures import save_curves
 
         curves = save_curves(self.history, self.output_dir / "curves.png", title=self.run_name)
         paths = [curves] + [Path(a) for a in self.artifacts]

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from segzoo.complexity import model_placement
-from segzoo.engine.plots import prediction_panel
+from segzoo.figures import prediction_panel
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import monai
 import numpy as np
 import torch
 
+from segzoo.data.items import inference_items
 from segzoo.export.formats import export_network
 from segzoo.export.graph import ExportError, output_names
 from segzoo.export.trained import TrainedModel, find_checkpoint, sample_input
@@ -79,8 +80,6 @@ def packed_metadata(bundle_meta: dict[str, Any], trained: TrainedModel, run: str
 def write_samples(folder: Path, synthetic: dict[str, Any] | None, in_channels: int) -> None:
     """A few of the bundle's synthetic images as 8-bit PNG, so the packed bundle runs without data."""
     from PIL import Image
-
-    from segzoo.engine.runs import inference_items
 
     if not synthetic:
         return

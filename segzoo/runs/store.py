@@ -20,7 +20,7 @@ import torch
 
 from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 BEST = "model.pt"
 LAST = "last.pt"
@@ -31,6 +31,14 @@ RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say wha
 SETTINGS_FILE = "settings.json"
 
 History = dict[str, list[tuple[int, float]]]
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: rank 0 of a distributed run (its process group, else torchrun's
+    ``RANK``), or a run of one process. Other ranks train the same run and leave its files to rank 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def read_history(run_dir: str | os.PathLike) -> History:
@@ -101,7 +109,7 @@ def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
     Other ranks of a distributed run use rank 0's name as it is (rank 0 created it).
     """
     root = Path(runs_dir)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return root / run_name
     root.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):

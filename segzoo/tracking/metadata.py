@@ -108,8 +108,8 @@ def set_description(client: Any, run_id: str, text: str) -> None:
 
 def log_datasets(client: Any, run_id: str, datasets: dict[str, list[dict[str, Any]]], name: str, source: Any) -> None:
     """Log ``{context: items}`` as MLflow dataset inputs named ``name`` from ``source`` (see
-    :func:`~segzoo.engine.mlflow_dataset.dataset_origin`)."""
-    from segzoo.engine.mlflow_dataset import dataset_inputs
+    :func:`~segzoo.tracking.datasets.dataset_origin`)."""
+    from segzoo.tracking.datasets import dataset_inputs
 
     if datasets:
         client.log_inputs(run_id, datasets=dataset_inputs(datasets, name, source))
