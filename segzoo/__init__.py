@@ -13,6 +13,7 @@ from typing import Any
 
 from segzoo.errors import SegzooError
 from segzoo.hookspecs import hookimpl
+from segzoo.plugins import PluginManager
 from segzoo.registry import (
     KINDS,
     Built,
@@ -51,12 +52,10 @@ __all__ = [
 _manager = None
 
 
-def plugin_manager(reload: bool = False):  # -> segzoo.plugins.PluginManager
+def plugin_manager(reload: bool = False) -> PluginManager:
     """The process-wide plugin manager, loaded on first use (built-ins, then entry points)."""
     global _manager
     if _manager is None or reload:
-        from segzoo.plugins import PluginManager
-
         _manager = PluginManager().load()
     return _manager
 

@@ -8,6 +8,8 @@ import torch
 from monai.networks.layers.factories import Conv, Norm
 from torch import nn
 
+import segzoo
+
 FinalActivation = Literal["auto", "sigmoid", "softmax", "identity"]
 ConvFactory = Callable[[int, int], nn.Module]
 
@@ -59,8 +61,6 @@ class DoubleConv(nn.Sequential):
 def block_factory(name: str, **params: Any) -> ConvFactory:
     """A factory of the registered ``block`` ``name`` (built with ``params`` for each ``in_channels -> out_channels``), so
     a network that takes a block can take any registered one by name (e.g. ``pyconv``)."""
-    import segzoo
-
     segzoo.get("block", name)  # an unknown name fails now, naming the registered blocks
 
     def make(in_channels: int, out_channels: int) -> nn.Module:
