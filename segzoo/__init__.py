@@ -26,8 +26,7 @@ from segzoo.registry import (
     built,
     component,
 )
-from segzoo.version import __version__
-
+from segzoo.version import __version__ as __version__  # re-exported: segzoo.__version__
 
 __all__ = [
     "KINDS",

@@ -21,11 +21,11 @@ from typing import Any
 
 import segzoo
 from segzoo.bundle import contract as bundles
-from segzoo.runs import store
 from segzoo.bundle.contract import Bundle
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_overrides
+from segzoo.runs import store
 
 STATE_FILE = "compare_state.json"
 
@@ -107,9 +107,9 @@ def run(comparison: Comparison) -> Path:
     import mlflow
 
     from segzoo.compare_report import write_report
+    from segzoo.engine.setup import run_name
     from segzoo.tracking.client import closed_with_status, flatten, log_params, open_run
     from segzoo.tracking.metadata import summarize, ui_link
-    from segzoo.engine.setup import run_name
 
     comparison.output = comparison.output or Path("runs") / comparison.bundle.name / "compare"
     comparison.tracking_uri = comparison.tracking_uri or mlflow.get_tracking_uri()

@@ -15,7 +15,6 @@ import traceback
 from types import TracebackType
 
 
-
 class SegzooError(Exception):
     """Base class of the errors a user can fix by changing a config or an install; the message names the fix."""
 

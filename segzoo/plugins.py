@@ -66,7 +66,7 @@ class PluginManager:
         self.registry = Registry()
         self.plugins: list[PluginInfo] = []
 
-    def load(self, entry_points: list[metadata.EntryPoint] | None = None) -> "PluginManager":
+    def load(self, entry_points: list[metadata.EntryPoint] | None = None) -> PluginManager:
         for modname in BUILTIN_PLUGINS:
             self.register(importlib.import_module(modname), name=modname, version=segzoo_version())
         if entry_points is None:

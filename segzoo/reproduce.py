@@ -25,11 +25,11 @@ import torch
 
 import segzoo
 from segzoo.bundle import contract as bundles
-from segzoo.runs import store
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_override
 from segzoo.reproduce_report import write_report
+from segzoo.runs import store
 from segzoo.tables import Row, Table, get_table, tables
 
 STATE_FILE = "reproduce_state.json"

@@ -22,9 +22,9 @@ from typing import Any
 from segzoo import overrides as override_text
 from segzoo.bundle import contract as bundles
 from segzoo.bundle.contract import Bundle
-from segzoo.runs.store import best_value, read_run_id
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_text
+from segzoo.runs.store import best_value, read_run_id
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 BEST_OVERRIDE = "best_override.json"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from segzoo.cli import main
 from segzoo.bundle import contract as bundles
 from segzoo.bundle.contract import PROPERTIES, Bundle, BundleContractError
 from segzoo.bundle.validation import ConfigError
+from segzoo.cli import main
 from tests.conftest import BUNDLES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread

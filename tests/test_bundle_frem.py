@@ -11,11 +11,11 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
-from segzoo_frem.data import TEM_4CLASS, label_mapping
 
 import segzoo
-from segzoo_frem.synthetic import CLASS_NAMES, synthetic_em
 from segzoo.errors import SegzooError
+from segzoo_frem.data import TEM_4CLASS, label_mapping
+from segzoo_frem.synthetic import CLASS_NAMES, synthetic_em
 from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "frem" / "configs"

@@ -11,8 +11,8 @@ import pytest
 
 from segzoo import compare, compare_report
 from segzoo.cli import main
-from segzoo.overrides import parse_override
 from segzoo.errors import SegzooError
+from segzoo.overrides import parse_override
 from segzoo.registry import Component, Params
 from tests.conftest import BUNDLES
 

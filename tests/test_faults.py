@@ -122,8 +122,8 @@ def test_a_killed_run_is_never_left_running(runs: Path) -> None:
 @hostile("faults", "`--resume true` when every run has finished (issue case 1)", "refused; no run reopened, model.pt untouched",
          "the newest run, ... finished; no run there can be resumed: start a new training without --resume")
 def test_resume_true_never_reopens_a_finished_run(runs: Path) -> None:
-    from segzoo.errors import SegzooError
     from segzoo.engine import output_dir
+    from segzoo.errors import SegzooError
 
     model = (runs / "runs" / "full" / "model.pt").read_bytes()
     with pytest.raises(SegzooError, match="finished; no run there can be resumed: start a new training without --resume"):

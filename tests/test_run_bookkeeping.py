@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from segzoo.bundle.validation import ConfigError, check_overrides
 from segzoo.cli import main
 from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir, run_checkpoint
-from segzoo.runs import store
 from segzoo.engine.checkpoints import ResumeWarning
-from segzoo.bundle.validation import ConfigError, check_overrides
 from segzoo.errors import SegzooError
 from segzoo.files import CorruptFileError, atomic_open, atomic_write_text
+from segzoo.runs import store
 from tests.conftest import BUNDLES, hostile
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from segzoo.data import synthetic_cells
+from segzoo.engine.mlflow_tracker import get_or_create_experiment
 from segzoo.tracking.datasets import content_digest, dataset_origin, evaluation_context
 from segzoo.tracking.metadata import describe, key_params, start_system_metrics, ui_link
-from segzoo.engine.mlflow_tracker import get_or_create_experiment
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ class PyConvUNetParams(EncoderDecoderParams):
     )
 
     @model_validator(mode="after")
-    def _one_or_per_level(self) -> "PyConvUNetParams":
+    def _one_or_per_level(self) -> PyConvUNetParams:
         if len(self.pyramids) not in (1, self.depth + 1):
             raise ValueError(f"pyramids must have 1 or depth + 1 = {self.depth + 1} entries, got {len(self.pyramids)}")
         return self

@@ -11,14 +11,15 @@ import contextlib
 import difflib
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from monai.bundle import ConfigParser
 
 import segzoo
 from segzoo.bundle.context import current_bundle_config
-from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
 from segzoo.errors import SegzooError, install_excepthook
+from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
 RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}

@@ -20,24 +20,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
-from segzoo.engine.faults import fault_point
 from segzoo.bundle.context import current_bundle_config
+from segzoo.engine.faults import fault_point
+from segzoo.errors import SegzooError
+from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
 from segzoo.runs.network import unwrap
 from segzoo.runs.store import FINISHED, LAST, SETTINGS_FILE, is_main_process, resume_requested
-from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
-from segzoo.errors import SegzooError
 
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
 RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",

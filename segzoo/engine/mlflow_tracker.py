@@ -13,19 +13,21 @@ that fails later costs a warning and training goes on.
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
+from segzoo.bundle.context import current_bundle_workflow
+from segzoo.engine.faults import fault_point
 from segzoo.runs import store
-from segzoo.tracking.datasets import dataset_origin
+from segzoo.runs.store import resume_requested
 from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
@@ -34,11 +36,9 @@ from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, a
     open_run,
     param_batches,
 )
-from segzoo.engine.faults import fault_point
+from segzoo.tracking.datasets import dataset_origin
 from segzoo.tracking.liveness import raise_on_sigterm
 from segzoo.tracking.metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
-from segzoo.runs.store import resume_requested
-from segzoo.bundle.context import current_bundle_workflow
 
 
 def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 import segzoo
-from segzoo.overrides import as_flag, is_none
 from segzoo.errors import SegzooError
+from segzoo.overrides import as_flag, is_none
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

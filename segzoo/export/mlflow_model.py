@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from segzoo.errors import SegzooError
 from segzoo.export.formats import export_network
 from segzoo.export.graph import ExportError
 from segzoo.export.trained import load_trained, sample_input
-from segzoo.errors import SegzooError
 
 ARTIFACT = "model"
 SIZE_MULTIPLE = 32  # the largest total stride of the registered architectures (5 poolings)

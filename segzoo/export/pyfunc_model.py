@@ -11,7 +11,6 @@ True}`` returns the ``(N, C, H, W)`` float32 probabilities instead.
 
 from __future__ import annotations
 
-
 import mlflow
 import numpy as np
 import torch

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import segzoo
+from segzoo.errors import SegzooError
 from segzoo.runs.network import load_checkpoint
 from segzoo.runs.store import BEST, LAST, RUN_INFO_FILE, read_run_info
-from segzoo.errors import SegzooError
 
 CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
 

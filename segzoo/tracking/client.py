@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from segzoo.errors import SegzooError
 from segzoo.tracking.liveness import close_stale_runs, owner_tags
 from segzoo.tracking.metadata import MODEL_TRAINING, mark_as_model_training, run_tags
-from segzoo.errors import SegzooError
 
 
 def bound_http_retries() -> None:

@@ -14,7 +14,8 @@ import signal
 import socket
 import threading
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 HOST_TAG, PID_TAG, STALE_TAG = "segzoo.host", "segzoo.pid", "segzoo.stale"
 
