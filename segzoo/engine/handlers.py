@@ -17,6 +17,7 @@ from segzoo.data.writers import output_suffix, write_like
 from segzoo.files import atomic_open
 from segzoo.overrides import as_flag
 from segzoo.runs.network import unwrap
+from segzoo.runs.store import is_main_process
 
 
 class ProgressBar:
@@ -26,6 +27,8 @@ class ProgressBar:
         self.show_loss = show_loss
 
     def attach(self, engine: Engine) -> None:
+        if not is_main_process():
+            return  # one bar per run, rank 0's
         transform = from_engine(["loss"], first=True) if self.show_loss else None
         IgniteProgressBar(persist=True).attach(engine, output_transform=(lambda out: {"loss": float(transform(out))}) if transform else None)
 

@@ -27,7 +27,7 @@ import segzoo
 from segzoo.bundle.context import current_bundle_workflow
 from segzoo.engine.faults import fault_point
 from segzoo.runs import store
-from segzoo.runs.store import resume_requested
+from segzoo.runs.store import is_main_process, resume_requested
 from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
@@ -123,6 +123,8 @@ class MLflowTracker:
 
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
+        if not is_main_process():
+            return  # rank 0 logs the run; the other ranks of a distributed run train the same run
         engine.add_event_handler(Events.STARTED, self.start)
         engine.add_event_handler(Events.STARTED, self._start_system_metrics)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)
