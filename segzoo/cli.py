@@ -11,6 +11,7 @@ from typing import Any
 
 import segzoo
 from segzoo.errors import report, user_error
+from segzoo.flags import add_flag
 from segzoo.registry import KINDS
 from segzoo.scaffold import SCAFFOLD_KINDS, new_plugin
 
@@ -147,8 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("complexity", help="parameters (M) and GMac of an architecture under the pinned counting rule")
     p.add_argument("name")
     p.add_argument("--preset")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=1)
+    add_flag(p, "--in_channels", renamed_from=["--in-channels"], type=int, default=3)
+    add_flag(p, "--out_channels", renamed_from=["--out-channels"], type=int, default=1)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complexity)

@@ -24,6 +24,7 @@ from segzoo.bundle import contract as bundles
 from segzoo.bundle.contract import Bundle
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_text
+from segzoo.flags import add_flag
 from segzoo.runs.store import best_value, read_run_id
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -229,7 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--metric", default="val_miou_with_background", help="validation metric to maximise, as logged by the bundle (default val_miou_with_background)")
     p.add_argument("--study", help="study name (default: <bundle>-tpe); the same name continues the study")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines (default: sqlite file in the output folder)")
-    p.add_argument("--output-dir", help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")
+    add_flag(p, "--output_dir", renamed_from=["--output-dir"], help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="fixed bundle override, repeatable (e.g. train_hook=frem)")
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed; give each machine of a shared study its own")
     p.set_defaults(func=cmd_tune)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Floors, lowest first (docs/architecture.md, "Layers"): a module may import its own floor and those below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("segzoo.errors", "segzoo.files", "segzoo.overrides", "segzoo.version", "segzoo.hookspecs"),
+    ("segzoo.errors", "segzoo.files", "segzoo.overrides", "segzoo.version", "segzoo.hookspecs", "segzoo.flags"),
     ("segzoo.registry", "segzoo.plugins"),
     ("segzoo",),  # the package: the registry API plugins and configs call
     ("segzoo.nn", "segzoo.data", "segzoo.builtin", "segzoo.complexity"),

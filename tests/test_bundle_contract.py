@@ -50,7 +50,7 @@ def test_compare_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: s
 def test_tune_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: str) -> None:
     out = tmp_path / "tune"
     assert main(["tune", "--bundle", str(BUNDLES / name), "--space", TINY[name]["space"], "--trials", "1", "--epochs", "1",
-                 "--metric", TINY[name]["metric"], "--output-dir", str(out), *overrides(name)]) == 0
+                 "--metric", TINY[name]["metric"], "--output_dir", str(out), *overrides(name)]) == 0
     best = json.loads((out / "best_override.json").read_text())
     assert set(TINY[name]["space"].split(":")[:1]) <= set(best)
 

@@ -187,7 +187,7 @@ TRAIN = BUNDLES / "pyconvunet" / "configs" / "train.json"
 ])
 def test_compare_and_tune_overrides_are_checked_like_cli_keys(argv: list[str], message: str, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*argv, "--output" if argv[0] == "compare" else "--output-dir", str(tmp_path)]) == 2
+    assert main([*argv, "--output" if argv[0] == "compare" else "--output_dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
 

@@ -43,7 +43,7 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
 
     out = tmp_path / "tune"
     common = ["--bundle", str(BUNDLES / "frem"), "--space", "B:int:1:16,X:float:1:100", "--epochs", "1", "--study", "s",
-              "--output-dir", str(out), *(a for o in TINY_FREM for a in ("--override", o))]
+              "--output_dir", str(out), *(a for o in TINY_FREM for a in ("--override", o))]
     assert tune(*common, "--trials", "1") == 0
     assert tune(*common, "--trials", "2") == 0  # the same study: one more trial, not two
 
