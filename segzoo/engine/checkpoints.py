@@ -35,9 +35,9 @@ from monai.handlers import from_engine
 from segzoo.bundle.context import current_bundle_config
 from segzoo.engine.faults import fault_point
 from segzoo.errors import SegzooError
-from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
+from segzoo.files import atomic_open
 from segzoo.runs.network import unwrap
-from segzoo.runs.store import FINISHED, LAST, SETTINGS_FILE, is_main_process, resume_requested
+from segzoo.runs.store import LAST, is_main_process, mark_finished, read_settings, resume_requested, write_settings
 
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
 RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
@@ -118,7 +118,7 @@ class LastCheckpoint:
         if self.resume and self.path.exists():
             self._restore(engine)
         elif is_main_process():
-            atomic_write_json(self.path.parent / SETTINGS_FILE, run_settings(current_bundle_config()), indent=1)
+            write_settings(self.path.parent, run_settings(current_bundle_config()))
         engine.add_event_handler(Events.STARTED, self._started)
         if self.seed is not None:
             engine.add_event_handler(Events.EPOCH_STARTED, seed_epoch, int(self.seed))
@@ -152,10 +152,9 @@ class LastCheckpoint:
 
     def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
         """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""
-        saved_path = run / SETTINGS_FILE
-        if config is None or not saved_path.exists():
+        saved = read_settings(run)
+        if config is None or saved is None:
             return
-        saved = read_json(saved_path, "the settings the run was started with", "Delete it to resume without this check.")
         now = run_settings(config)
         changed = [f"{k}: {saved.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
         if changed:
@@ -205,7 +204,7 @@ class LastCheckpoint:
         """The training ended (all epochs, or an early stop): the run is finished and is never resumed."""
         self.wait()
         if is_main_process():
-            atomic_write_text(self.path.parent / FINISHED, f"{engine.state.epoch}\n")
+            mark_finished(self.path.parent, engine.state.epoch)
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk; raise its error in the training thread."""

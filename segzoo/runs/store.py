@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
-from segzoo.errors import SegzooError
 
 BEST = "model.pt"
 LAST = "last.pt"
@@ -77,6 +77,21 @@ def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def write_run_info(run_dir: str | os.PathLike, info: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / RUN_INFO_FILE, info, default=str)
+
+
+def read_settings(run_dir: str | os.PathLike) -> dict[str, str] | None:
+    """What the run was started to train (``settings.json``, checked on resume); None for a run without the file."""
+    path = Path(run_dir) / SETTINGS_FILE
+    return read_json(path, "the settings the run was started with", "Delete it to resume without this check.") if path.exists() else None
+
+
+def write_settings(run_dir: str | os.PathLike, settings: dict[str, str]) -> None:
+    atomic_write_json(Path(run_dir) / SETTINGS_FILE, settings, indent=1)
+
+
+def mark_finished(run_dir: str | os.PathLike, epoch: int) -> None:
+    """The run's training ended (all epochs, or an early stop) after ``epoch``: it is never resumed."""
+    atomic_write_text(Path(run_dir) / FINISHED, f"{epoch}\n")
 
 
 def is_finished(run: Path) -> bool:
