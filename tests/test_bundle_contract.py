@@ -36,6 +36,7 @@ def overrides(name: str) -> list[str]:
     return [a for o in TINY[name]["overrides"] for a in ("--override", o)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["frem", "munet"])  # pyconvunet: tests/test_compare.py
 def test_compare_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: str) -> None:
     out = tmp_path / "cmp"
@@ -46,6 +47,7 @@ def test_compare_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: s
     assert (out / "predictions.png").is_file() and (out / "curves.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pyconvunet", "munet"])  # frem: tests/test_tune.py
 def test_tune_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: str) -> None:
     out = tmp_path / "tune"

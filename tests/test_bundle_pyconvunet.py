@@ -142,6 +142,7 @@ def test_inference_writes_a_mask_per_image_with_sliding_windows(trained: dict, t
         assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
 
 
+@pytest.mark.slow
 def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_bundle(["run", "training", "--config_file", str(CONFIGS / "train.json"), "--dataset_dir", str(ISBI), "--epochs", "1",
@@ -152,6 +153,7 @@ def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
     assert run.data.params["dataset"] == "isbi2012"  # the dataset is named after its folder
 
 
+@pytest.mark.slow
 def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"

@@ -37,6 +37,7 @@ def test_space_and_overrides_parse_with_errors_that_show_the_format() -> None:
         parse_overrides(["epochs=3"])
 
 
+@pytest.mark.slow
 def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, one_thread: None) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
