@@ -35,6 +35,9 @@ KILL_POINTS = {
 }
 
 
+pytestmark = pytest.mark.slow  # every test here waits for the module's trainings (killed, then resumed)
+
+
 def _train(root: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "OMP_NUM_THREADS": "1", FAULT_ENV: fault or ""}
     return subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY_RUN,
