@@ -32,10 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gpu_facts
 import torch
 from torch import nn
 
-import gpu_facts
 import segzoo
 from segzoo.complexity import measure
 from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, set_implementation

@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--preset", default=None)
     args = parser.parse_args()
-    print(f"| architecture | format | export s | max abs diff | outputs |\n|---|---|---|---|---|")
+    print("| architecture | format | export s | max abs diff | outputs |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for spec in segzoo.list_components("architecture"):
             preset = args.preset if args.preset in spec.presets else None

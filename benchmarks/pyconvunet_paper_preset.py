@@ -24,6 +24,9 @@ import math
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+
+import segzoo
+from segzoo.complexity import measure
 from segzoo_pyconvunet.pyconv import (
     NARROW_INPUT_CHANNELS,
     PyConvLayoutError,
@@ -32,9 +35,6 @@ from segzoo_pyconvunet.pyconv import (
     pyconv_parameters,
     split_channels,
 )
-
-import segzoo
-from segzoo.complexity import measure
 
 PAPER_PARAMS_M, PAPER_GMAC = 3.7, 10.65
 SIZE, DEPTH = 512, 4

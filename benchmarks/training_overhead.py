@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gpu_facts import UtilisationSampler
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 import segzoo
 import segzoo.engine
-from gpu_facts import UtilisationSampler
 from segzoo.data import split
 
 TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "pyconvunet" / "configs" / "train.json"

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from segzoo.engine.run_metadata import MODEL_TRAINING_VIEW  # MLflow 3.17 shows its GenAI pages unless told
+from segzoo.tracking.metadata import MODEL_TRAINING_VIEW  # MLflow 3.17 shows its GenAI pages unless told
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--override", "synthetic#num_images=12", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from segzoo.errors import SegzooError
 from segzoo.hookspecs import hookimpl
+from segzoo.plugins import PluginManager
 from segzoo.registry import (
     KINDS,
     Built,
@@ -20,13 +22,11 @@ from segzoo.registry import (
     ComponentParamsError,
     DuplicateComponentError,
     Params,
-    SegzooError,
     UnknownComponentError,
     built,
     component,
 )
-
-__version__ = "0.1.0"
+from segzoo.version import __version__ as __version__  # re-exported: segzoo.__version__
 
 __all__ = [
     "KINDS",
@@ -51,12 +51,10 @@ __all__ = [
 _manager = None
 
 
-def plugin_manager(reload: bool = False):  # -> segzoo.plugins.PluginManager
+def plugin_manager(reload: bool = False) -> PluginManager:
     """The process-wide plugin manager, loaded on first use (built-ins, then entry points)."""
     global _manager
     if _manager is None or reload:
-        from segzoo.plugins import PluginManager
-
         _manager = PluginManager().load()
     return _manager
 

@@ -6,10 +6,12 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import segzoo
 from segzoo.errors import Terminated, advise_on_stop, raise_on_sigterm, report, run_failure_cleanups, stop_message, user_error
+from segzoo.flags import add_flag
 from segzoo.registry import KINDS
 from segzoo.scaffold import SCAFFOLD_KINDS, new_plugin
 
@@ -149,8 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("complexity", help="parameters (M) and GMac of an architecture under the pinned counting rule")
     p.add_argument("name")
     p.add_argument("--preset")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--out-channels", type=int, default=1)
+    add_flag(p, "--in_channels", renamed_from=["--in-channels"], type=int, default=3)
+    add_flag(p, "--out_channels", renamed_from=["--out-channels"], type=int, default=1)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--layers", action="store_true",
                    help="also list every layer as built: each level of a block that describes itself (a PyConv's kernel, "

@@ -2,7 +2,7 @@
 
 Every architecture runs the bundle's ``training`` workflow with the same overrides (data, split, augmentation,
 seed, schedule); only ``arch`` differs. Each is then scored by the bundle's ``evaluating`` workflow on the
-held-out part of the seeded split. Both run through :func:`segzoo.engine.bundle.run`, so any bundle keeping the
+held-out part of the seeded split. Both run through :func:`segzoo.bundle.contract.run`, so any bundle keeping the
 bundle contract can be compared. The report (:mod:`segzoo.compare_report`) is logged to one MLflow parent run
 with a child run per architecture.
 
@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import segzoo
-from segzoo.engine import bundle as bundles
-from segzoo.engine import store
-from segzoo.engine.bundle import Bundle
+from segzoo.bundle import contract as bundles
+from segzoo.bundle.contract import Bundle
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_overrides
+from segzoo.runs import store
 
 STATE_FILE = "compare_state.json"
 
@@ -107,9 +107,9 @@ def run(comparison: Comparison) -> Path:
     import mlflow
 
     from segzoo.compare_report import write_report
-    from segzoo.engine.mlflow_runs import closed_with_status, flatten, log_params, open_run
-    from segzoo.engine.run_metadata import summarize, ui_link
-    from segzoo.engine.runs import run_name
+    from segzoo.engine.setup import run_name
+    from segzoo.tracking.client import closed_with_status, flatten, log_params, open_run
+    from segzoo.tracking.metadata import summarize, ui_link
 
     comparison.output = comparison.output or Path("runs") / comparison.bundle.name / "compare"
     comparison.tracking_uri = comparison.tracking_uri or mlflow.get_tracking_uri()
@@ -162,7 +162,7 @@ def _save_state(comparison: Comparison) -> None:
 
 
 def _train(comparison: Comparison, arch: str, parent: str) -> dict[str, str]:
-    """One training through the bundle's training workflow (see :func:`segzoo.engine.bundle.train_in`)."""
+    """One training through the bundle's training workflow (see :func:`segzoo.bundle.contract.train_in`)."""
     run_dir = bundles.train_in(comparison.output / "runs" / arch, comparison.bundle, {
         **comparison.overrides, "arch": arch, "parent_run_id": parent, "tracking_uri": comparison.tracking_uri}, label=arch)
     return {"run_dir": str(run_dir), "run_id": store.read_run_id(run_dir)}

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import segzoo
+from segzoo.bundle import contract as bundles
 from segzoo.files import atomic_open, atomic_write_text
-from segzoo.engine import bundle as bundles
-from segzoo.engine import store
+from segzoo.runs import store
 
 if TYPE_CHECKING:
     from segzoo.compare import Comparison
@@ -33,8 +33,8 @@ REPORT_FILES = ("comparison.md", "comparison.csv", "curves.png", "predictions.pn
 
 def write_report(comparison: Comparison) -> list[Path]:
     """comparison.md, comparison.csv, curves.png and predictions.png in the comparison's output folder."""
-    from segzoo.engine.plots import plt, save_comparison_curves
     from segzoo.engine.predict import panel, probabilities
+    from segzoo.figures import plt, save_comparison_curves
 
     archs, out = comparison.archs, comparison.output
     entries = {arch: comparison.state["archs"][arch] for arch in archs}

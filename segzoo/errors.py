@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 
-
 class SegzooError(Exception):
     """Base class of the errors a user can fix by changing a config or an install; the message names the fix."""
 

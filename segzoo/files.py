@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 
 class CorruptFileError(SegzooError, ValueError):

@@ -20,6 +20,7 @@ from packaging.version import Version
 
 from segzoo import hookspecs
 from segzoo.registry import Component, Registry
+from segzoo.version import __version__
 
 ENTRY_POINT_GROUP = "segzoo"
 
@@ -48,8 +49,6 @@ class PluginInfo:
 
 
 def segzoo_version() -> str:
-    from segzoo import __version__
-
     return __version__
 
 
@@ -67,7 +66,7 @@ class PluginManager:
         self.registry = Registry()
         self.plugins: list[PluginInfo] = []
 
-    def load(self, entry_points: list[metadata.EntryPoint] | None = None) -> "PluginManager":
+    def load(self, entry_points: list[metadata.EntryPoint] | None = None) -> PluginManager:
         for modname in BUILTIN_PLUGINS:
             self.register(importlib.import_module(modname), name=modname, version=segzoo_version())
         if entry_points is None:

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 import segzoo
-from segzoo.engine import bundle as bundles
-from segzoo.engine import store
+from segzoo.bundle import contract as bundles
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, read_json
 from segzoo.overrides import parse_override
 from segzoo.reproduce_report import write_report
+from segzoo.runs import store
 from segzoo.tables import Row, Table, get_table, tables
 
 STATE_FILE = "reproduce_state.json"
@@ -85,7 +85,7 @@ def hardware() -> str:
 def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
               overrides: dict[str, Any], tracking_uri: str | None = None) -> Path:
     """Run ``rows`` of ``table`` not yet finished in ``output``, then write and log the report; returns the markdown path."""
-    from segzoo.engine.mlflow_runs import closed_with_status, log_params, open_run
+    from segzoo.tracking.client import closed_with_status, log_params, open_run
 
     if dataset_dir is None and table.kind == "train":
         print(f"WARNING: no --dataset_dir: {table.name} runs on the bundle's synthetic data; the numbers are NOT comparable "
@@ -127,7 +127,7 @@ def _complexity(table: Table, row: Row, output: Path, dataset_dir: str | None, d
     channels, *size = table.input_shape
     counts = measure(segzoo.build("architecture", arch, preset, in_channels=channels, out_channels=1, **params), channels, tuple(size))
     result = {"params_m": counts.params_m, "gmac": counts.gmac, "epochs": None}
-    from segzoo.engine.mlflow_runs import open_run
+    from segzoo.tracking.client import open_run
 
     _, child = open_run(client.tracking_uri, bundles.Bundle(table.bundle).name, row.name, parent_run_id=parent)
     for key in ("params_m", "gmac"):

@@ -16,7 +16,7 @@ from string import Template
 from packaging.version import Version
 
 import segzoo
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 SCAFFOLD_KINDS: tuple[str, ...] = ("architecture",)
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")

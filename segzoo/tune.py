@@ -1,6 +1,6 @@
 """``segzoo tune``: a seeded TPE search (Optuna) of any bundle's config keys on its validation metric.
 
-Each trial is one training of the bundle (its ``training`` workflow through :func:`segzoo.engine.bundle.run`),
+Each trial is one training of the bundle (its ``training`` workflow through :func:`segzoo.bundle.contract.run`),
 run in this process with the searched keys as overrides and logged as a child MLflow run under one parent run per study. The
 trial's value is the best value of ``--metric`` in the run's ``history.json`` (the best-checkpoint
 epoch). The study lives in an Optuna storage (a SQLite file in the output folder unless ``--storage``
@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from segzoo import overrides as override_text
-from segzoo.engine import bundle as bundles
-from segzoo.engine.bundle import Bundle
+from segzoo.bundle import contract as bundles
+from segzoo.bundle.contract import Bundle
 from segzoo.engine.checkpoints import NonFiniteLossError
-from segzoo.engine.liveness import owner_tags
-from segzoo.engine.run_metadata import ui_link
-from segzoo.engine.store import best_value, read_run_id
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_text
+from segzoo.flags import add_flag
+from segzoo.runs.store import best_value, read_run_id
+from segzoo.tracking.liveness import owner_tags
+from segzoo.tracking.metadata import ui_link
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"  # a trial's MLflow run, which the worker that reports may not hold on its disk
@@ -116,13 +117,13 @@ class Tuner:
         """Run trials until ``trials`` have completed (counting those of earlier runs and of other workers); returns the study.
 
         Workers on several machines may share the storage: one at a time creates its tables, the study and the MLflow
-        parent run (:func:`~segzoo.engine.mlflow_runs.store_lock`), and each takes a new trial only while completed plus
+        parent run (:func:`~segzoo.tracking.client.store_lock`), and each takes a new trial only while completed plus
         running trials are fewer than ``trials``, so the study ends with exactly that many. A worker that dies mid-trial
         stops its heartbeat; after the grace period another worker marks that trial failed and runs its parameters again.
         """
         from optuna.trial import TrialState
 
-        from segzoo.engine.mlflow_runs import closed_with_status, store_lock
+        from segzoo.tracking.client import closed_with_status, store_lock
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -171,7 +172,7 @@ class Tuner:
 
     def open_parent(self, study: Any) -> tuple[Any, str]:
         """The study's one MLflow parent run: the one a study attribute names (found by every worker), or a new one."""
-        from segzoo.engine.mlflow_runs import log_params, open_run
+        from segzoo.tracking.client import log_params, open_run
 
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
         client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id,
@@ -189,7 +190,7 @@ class Tuner:
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        from segzoo.engine.mlflow_runs import store_lock
+        from segzoo.tracking.client import store_lock
 
         while True:
             fail_stale_trials(study)
@@ -236,8 +237,8 @@ class Tuner:
         """Write and log the best override file, the trial plot and the best value (if any trial completed)."""
         from optuna.trial import TrialState
 
-        from segzoo.engine.plots import save_trials
-        from segzoo.engine.run_metadata import summarize
+        from segzoo.figures import save_trials
+        from segzoo.tracking.metadata import summarize
 
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not done:
@@ -323,7 +324,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--study", help="study name (default: <bundle>-tpe); the same name continues the study")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://USER@HOST/DB "
                    "(pip install -e '.[group]'; docs/group.md); default: a sqlite file in the output folder")
-    p.add_argument("--output-dir", help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")
+    add_flag(p, "--output_dir", renamed_from=["--output-dir"], help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="fixed bundle override, repeatable (e.g. train_hook=frem)")
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed; give each machine of a shared study its own")
     p.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",

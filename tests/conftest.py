@@ -145,8 +145,21 @@ def hostile_markdown(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Module fixtures that train a bundle (a comparison, a short training): every test that uses one waits for a training.
+TRAINING_FIXTURES = frozenset({"trained", "compared"})
+
+
+def mark_trainings_slow(items: list[pytest.Item]) -> None:
+    """``slow`` means a real training runs: a test that uses a training fixture is marked slow like one that trains itself,
+    so ``pytest -m "not slow"`` stays the fast loop."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_gpu_tests_without_cuda(items)
+    mark_trainings_slow(items)
     path = config.getoption("--hostile-table")
     if path:
         Path(path).write_text(hostile_markdown(hostile_rows(items)))

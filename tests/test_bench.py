@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench  # noqa: E402
 
 
+@pytest.mark.slow  # times a training epoch of every architecture
 def test_quick_bench_at_toy_sizes_reports_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench, "DEVICE", torch.device("cpu"))
     monkeypatch.setattr(bench, "SIZE", 32)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from segzoo.bundle import contract as bundles
+from segzoo.bundle.contract import PROPERTIES, Bundle, BundleContractError
+from segzoo.bundle.validation import ConfigError
 from segzoo.cli import main
-from segzoo.engine import bundle as bundles
-from segzoo.engine.bundle import PROPERTIES, Bundle, BundleContractError
-from segzoo.engine.validation import ConfigError
 from tests.conftest import BUNDLES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread
@@ -36,6 +36,7 @@ def overrides(name: str) -> list[str]:
     return [a for o in TINY[name]["overrides"] for a in ("--override", o)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["frem", "munet"])  # pyconvunet: tests/test_compare.py
 def test_compare_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: str) -> None:
     out = tmp_path / "cmp"
@@ -46,11 +47,12 @@ def test_compare_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: s
     assert (out / "predictions.png").is_file() and (out / "curves.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pyconvunet", "munet"])  # frem: tests/test_tune.py
 def test_tune_runs_on_every_bundle(name: str, tmp_path: Path, tracking_uri: str) -> None:
     out = tmp_path / "tune"
     assert main(["tune", "--bundle", str(BUNDLES / name), "--space", TINY[name]["space"], "--trials", "1", "--epochs", "1",
-                 "--metric", TINY[name]["metric"], "--output-dir", str(out), *overrides(name)]) == 0
+                 "--metric", TINY[name]["metric"], "--output_dir", str(out), *overrides(name)]) == 0
     best = json.loads((out / "best_override.json").read_text())
     assert set(TINY[name]["space"].split(":")[:1]) <= set(best)
 

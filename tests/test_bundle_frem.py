@@ -11,11 +11,11 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
-from segzoo_frem.data import TEM_4CLASS, label_mapping
 
 import segzoo
+from segzoo.errors import SegzooError
+from segzoo_frem.data import TEM_4CLASS, label_mapping
 from segzoo_frem.synthetic import CLASS_NAMES, synthetic_em
-from segzoo.registry import SegzooError
 from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "frem" / "configs"
@@ -105,6 +105,7 @@ def test_tem_gray_codes_map_to_the_papers_four_classes(tmp_path: Path) -> None:
         label_mapping("tem")
 
 
+@pytest.mark.slow
 def test_supervision_row_trains_on_tem_files_then_evaluates_and_segments_whole_images(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
     from monai.bundle import run

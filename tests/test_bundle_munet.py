@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
-from segzoo_munet.data import balanced_sampler, labelled_folder, stratified_split, synthetic_lesions
-from segzoo_munet.training import HardExampleMining, MultiScaleInferer, MultiTaskBatch
 
 from segzoo.data import DataError
+from segzoo_munet.data import balanced_sampler, labelled_folder, stratified_split, synthetic_lesions
+from segzoo_munet.training import HardExampleMining, MultiScaleInferer, MultiTaskBatch
 from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "munet" / "configs"
@@ -127,7 +127,7 @@ def test_hard_example_mining_oversamples_low_confidence_images() -> None:
     logits = [torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2.0]), torch.tensor([2.0, 0.0])]
     engine = SimpleNamespace(state=SimpleNamespace(
         batch=[{"index": i} for i in range(4)],
-        output=[{"pred": {"logits": l}, "label": {"label": torch.tensor(item["class"])}} for l, item in zip(logits, items)],
+        output=[{"pred": {"logits": logit}, "label": {"label": torch.tensor(item["class"])}} for logit, item in zip(logits, items)],
     ))
     miner.record(engine)
     miner.reweight(engine)

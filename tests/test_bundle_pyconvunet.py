@@ -103,7 +103,7 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
 
 def test_a_sqlite_store_keeps_its_artifacts_beside_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow would put them in ./mlruns of whatever folder the run started from (the checkout, for in-process tests)."""
-    from segzoo.engine.mlflow_runs import artifact_location, get_or_create_experiment
+    from segzoo.tracking.client import artifact_location, get_or_create_experiment
 
     (tmp_path / "store").mkdir()
     (tmp_path / "elsewhere").mkdir()
@@ -142,6 +142,7 @@ def test_inference_writes_a_mask_per_image_with_sliding_windows(trained: dict, t
         assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
 
 
+@pytest.mark.slow
 def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_bundle(["run", "training", "--config_file", str(CONFIGS / "train.json"), "--dataset_dir", str(ISBI), "--epochs", "1",
@@ -152,6 +153,7 @@ def test_isbi_2012_smoke_run(tmp_path: Path) -> None:
     assert run.data.params["dataset"] == "isbi2012"  # the dataset is named after its folder
 
 
+@pytest.mark.slow
 def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
@@ -213,7 +215,7 @@ def test_switches_accept_lowercase_text_and_refuse_anything_else() -> None:
     import torch
 
     from segzoo.engine import amp_kwargs, as_flag
-    from segzoo.registry import SegzooError
+    from segzoo.errors import SegzooError
 
     assert as_flag("false", "amp") is False and as_flag("True", "amp") is True and as_flag(False) is False
     with pytest.raises(SegzooError, match="--amp expects true or false, got 'flase'"):

@@ -11,8 +11,9 @@ import pytest
 
 from segzoo import compare, compare_report
 from segzoo.cli import main
+from segzoo.errors import SegzooError
 from segzoo.overrides import parse_override
-from segzoo.registry import Component, Params, SegzooError
+from segzoo.registry import Component, Params
 from tests.conftest import BUNDLES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings run faster on one thread

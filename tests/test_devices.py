@@ -96,7 +96,7 @@ def test_bench_on_cuda_without_a_gpu_stops_with_the_fix(monkeypatch: pytest.Monk
 def test_bundle_seeding_leaves_cudnn_to_the_bundles_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     """MONAI's seeding alone would force cuDNN's deterministic kernels and turn its benchmark off on every GPU run."""
     from segzoo.engine import set_determinism
-    from segzoo.registry import SegzooError
+    from segzoo.errors import SegzooError
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)  # restored after the test
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)

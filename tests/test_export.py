@@ -106,8 +106,8 @@ def test_segzoo_export_of_a_folder_without_a_checkpoint_says_what_it_needs(tmp_p
 def test_compare_registers_the_model_of_the_best_held_out_run(run_dir: Path, tracking_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    from segzoo.engine.mlflow_runs import get_or_create_experiment
     from segzoo.export.mlflow_model import log_trained_model, register_winner
+    from segzoo.tracking.client import get_or_create_experiment
 
     uri = tracking_uri
     client = MlflowClient(tracking_uri=uri)

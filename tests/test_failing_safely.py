@@ -127,6 +127,7 @@ def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp
     assert not list(tmp_path.glob("runs/pyconvunet/*/*.pt"))
 
 
+@pytest.mark.slow
 @hostile("MLflow", "tracking server that goes away mid-run", "one warning; training, checkpoints and history.json go on", "MLflow at ... failed while logging metrics ...; training continues without tracking")
 def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                               tracking_uri: str) -> None:

@@ -35,6 +35,9 @@ KILL_POINTS = {
 }
 
 
+pytestmark = pytest.mark.slow  # every test here waits for the module's trainings (killed, then resumed)
+
+
 def _train(root: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "OMP_NUM_THREADS": "1", FAULT_ENV: fault or ""}
     return subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY_RUN,
@@ -123,8 +126,8 @@ def test_a_killed_run_is_never_left_running(runs: Path) -> None:
 @hostile("faults", "`--resume true` when every run has finished (issue case 1)", "refused; no run reopened, model.pt untouched",
          "the newest run, ... finished; no run there can be resumed: start a new training without --resume")
 def test_resume_true_never_reopens_a_finished_run(runs: Path) -> None:
-    from segzoo import SegzooError
     from segzoo.engine import output_dir
+    from segzoo.errors import SegzooError
 
     model = (runs / "runs" / "full" / "model.pt").read_bytes()
     with pytest.raises(SegzooError, match="finished; no run there can be resumed: start a new training without --resume"):

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from monai.bundle import ConfigParser
 
+from segzoo.bundle.validation import check_override_values
 from segzoo.engine import ConfigError
-from segzoo.engine.validation import check_override_values
 from tests.conftest import BUNDLES, hostile
 
 TRAIN = BUNDLES / "pyconvunet" / "configs" / "train.json"

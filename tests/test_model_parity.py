@@ -89,8 +89,8 @@ def test_the_input_rule_scales_unsigned_by_dtype_and_signed_and_float_by_range()
 def test_every_path_gives_the_same_masks(arch: str, tmp_path: Path, one_thread: None) -> None:
     import mlflow
 
+    from segzoo.bundle.contract import run as run_bundle
     from segzoo.cli import main
-    from segzoo.engine.bundle import run as run_bundle
     from segzoo.export.mlflow_model import save_pyfunc
     from segzoo.export.trained import load_trained
 

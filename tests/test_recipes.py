@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -69,7 +67,7 @@ def test_munet_recipe_is_the_plain_table_1_network_with_learning_rate_decay() ->
 
 @pytest.mark.parametrize("bundle", ["pyconvunet", "frem"])
 def test_evaluation_recipes_score_with_metrics_named_by_definition(bundle: str) -> None:
-    from segzoo.engine.metrics import metric_spec
+    from segzoo.bundle.metrics import metric_spec
 
     parser = ConfigParser()
     parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("evaluate.json", "paper_evaluate.json")])

@@ -61,6 +61,7 @@ def test_report_sets_paper_ours_and_difference_in_the_papers_unit() -> None:
     assert all(line["difference"] is None for line in synthetic)
 
 
+@pytest.mark.slow
 def test_shortened_reproduction_end_to_end_resumes_and_lists_what_it_could_not_run(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 

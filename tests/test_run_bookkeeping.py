@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from segzoo.bundle.validation import ConfigError, check_overrides
 from segzoo.cli import main
 from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss, output_dir, run_checkpoint
-from segzoo.engine import store
 from segzoo.engine.checkpoints import ResumeWarning
-from segzoo.engine.validation import ConfigError, check_overrides
 from segzoo.errors import SegzooError
 from segzoo.files import CorruptFileError, atomic_open, atomic_write_text
+from segzoo.runs import store
 from tests.conftest import BUNDLES, hostile
 
 
@@ -112,7 +111,7 @@ def test_changed_epochs_and_learning_rate_are_applied_on_resume_and_said(tmp_pat
          "the run was trained with other settings (arch: \"unet\" -> \"unetpp\"). Only epochs and learning_rate may change on resume")
 def test_a_resume_that_would_train_something_else_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = {"arch": "unet", "epochs": 2, "device": "cpu"}
-    monkeypatch.setattr("segzoo.engine.tracking.current_bundle_config", lambda: config)
+    monkeypatch.setattr("segzoo.engine.checkpoints.current_bundle_config", lambda: config)
     _trainer(tmp_path, 2, 0.1, False).run()
     config.update(arch="unetpp", device="cuda")  # the device is how it runs, not what it trains: free to change
     with pytest.raises(SegzooError, match=r'other settings \(arch: "unet" -> "unetpp"\)\. Only epochs and learning_rate'):
@@ -160,7 +159,7 @@ def test_a_torn_file_is_named_with_the_fix(tmp_path: Path) -> None:
 @hostile("MLflow", "resuming a run (or a comparison) after the tracking store changed", "a new MLflow run is opened, with a warning",
          "MLflow run ... is not in the tracking store ... (the store changed?); a new run is opened")
 def test_a_run_the_store_does_not_hold_is_replaced_with_a_warning(tmp_path: Path) -> None:
-    from segzoo.engine.mlflow_runs import open_run
+    from segzoo.tracking.client import open_run
 
     with pytest.warns(RuntimeWarning, match="is not in the tracking store .* a new run is opened"):
         client, run_id = open_run(f"sqlite:///{tmp_path}/other.db", "pyconvunet", "compare", run_id="0" * 32)
@@ -188,7 +187,7 @@ TRAIN = BUNDLES / "pyconvunet" / "configs" / "train.json"
 ])
 def test_compare_and_tune_overrides_are_checked_like_cli_keys(argv: list[str], message: str, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*argv, "--output" if argv[0] == "compare" else "--output-dir", str(tmp_path)]) == 2
+    assert main([*argv, "--output" if argv[0] == "compare" else "--output_dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "runs").exists()
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from segzoo.data import synthetic_cells
-from segzoo.engine.mlflow_dataset import content_digest, dataset_origin, evaluation_context
-from segzoo.engine.run_metadata import describe, key_params, start_system_metrics, ui_link
-from segzoo.engine.tracking import get_or_create_experiment
+from segzoo.engine.mlflow_tracker import get_or_create_experiment
+from segzoo.tracking.datasets import content_digest, dataset_origin, evaluation_context
+from segzoo.tracking.metadata import describe, key_params, start_system_metrics, ui_link
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from packaging.version import Version
 
 import segzoo
 from segzoo.cli import main
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 from segzoo.scaffold import compatible_range, new_plugin
 from tests.test_third_party_plugin import pip_installed, run
 

@@ -11,11 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from filelock import FileLock
 
 from tests.conftest import BUNDLES, ROOT, run_bundle
 
@@ -36,13 +38,16 @@ def run(*command: str | os.PathLike, cwd: Path | None = None) -> subprocess.Comp
 def pip_installed(source: Path, distribution: str) -> Iterator[None]:
     """``source`` installed into this interpreter's environment for the duration, then uninstalled.
 
-    No dependencies, no build isolation and no index: it works offline, with the environment's setuptools.
+    No dependencies, no build isolation and no index: it works offline, with the environment's setuptools. The
+    environment is shared by every pytest-xdist worker (and any other test run on this machine), so one process at a
+    time holds it from install to uninstall: another worker waits instead of uninstalling it under a running test.
     """
-    run(*PIP, "install", "--no-deps", "--no-build-isolation", "--no-index", source)
-    try:
-        yield
-    finally:
-        run(*PIP, "uninstall", "--yes", distribution)
+    with FileLock(Path(tempfile.gettempdir()) / f"segzoo-pip-{distribution}.lock"):
+        run(*PIP, "install", "--no-deps", "--no-build-isolation", "--no-index", source)
+        try:
+            yield
+        finally:
+            run(*PIP, "uninstall", "--yes", distribution)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segzoo.engine import bundle as bundles
+from segzoo.bundle import contract as bundles
 from segzoo.engine.handlers import TrainHook, TrainHookHandler
 from tests.conftest import BUNDLES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 from segzoo.tune import BEST_OVERRIDE, PARENT_RUN_ATTR, TRIALS_PLOT, Dimension, parse_overrides, parse_space, register
 from tests.conftest import BUNDLES
 
@@ -37,13 +37,14 @@ def test_space_and_overrides_parse_with_errors_that_show_the_format() -> None:
         parse_overrides(["epochs=3"])
 
 
+@pytest.mark.slow
 def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, one_thread: None) -> None:
     import optuna
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "tune"
     common = ["--bundle", str(BUNDLES / "frem"), "--space", "B:int:1:16,X:float:1:100", "--epochs", "1", "--study", "s",
-              "--output-dir", str(out), *(a for o in TINY_FREM for a in ("--override", o))]
+              "--output_dir", str(out), *(a for o in TINY_FREM for a in ("--override", o))]
     assert tune(*common, "--trials", "1") == 0
     assert tune(*common, "--trials", "2") == 0  # the same study: one more trial, not two
 

@@ -9,7 +9,6 @@ The paper's network max-pools, and up-samples by nearest-neighbour interpolation
 
 from __future__ import annotations
 
-
 import torch
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.nets.attentionunet import AttentionBlock

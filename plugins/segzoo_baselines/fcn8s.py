@@ -9,7 +9,6 @@ and pool3 features before their BN. MONAI has no VGG, so the encoder is written 
 
 from __future__ import annotations
 
-
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Norm, Pool

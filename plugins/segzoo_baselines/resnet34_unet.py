@@ -10,7 +10,6 @@ network that builds a backbone by name) can use it.
 
 from __future__ import annotations
 
-
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 import segzoo
 from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton, plain_conv
 

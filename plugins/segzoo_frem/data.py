@@ -11,8 +11,8 @@ background. Indices follow :mod:`segzoo_frem.synthetic`: 0 background, 1 membran
 from __future__ import annotations
 
 import segzoo
+from segzoo.errors import SegzooError
 from segzoo_frem.synthetic import BACKGROUND, MEMBRANE, MITOCHONDRIA, SYNAPSE, SyntheticEMParams, synthetic_em
-from segzoo.registry import SegzooError
 
 TEM_4CLASS = {
     **{gray: MEMBRANE for gray in (0, 32, 64, 96, 128)},

@@ -14,8 +14,8 @@ import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from segzoo.data.synthetic import default_cell_count, render_cells
-from segzoo.registry import Params
+from segzoo import Params
+from segzoo.data import default_cell_count, render_cells
 
 CLASS_NAMES = ("background", "membrane", "mitochondria", "synapse")
 BACKGROUND, MEMBRANE, MITOCHONDRIA, SYNAPSE = range(len(CLASS_NAMES))

@@ -18,9 +18,8 @@ from scipy import ndimage
 from torch.utils.data import WeightedRandomSampler
 
 import segzoo
-import segzoo.engine
-from segzoo.data import DataError, load_folder, split
-from segzoo.data.folder import SUFFIXES, FolderParams
+from segzoo.data import SUFFIXES, DataError, FolderParams, load_folder, split
+from segzoo.data import load_items as core_load_items
 from segzoo_munet import CITATION
 
 
@@ -114,7 +113,7 @@ def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, A
     """The labelled folder ``dataset_dir/<split>`` if given, else the synthetic lesions (what the bundle trains on)."""
     if dataset_dir:
         return labelled_folder(str(dataset_dir), split, in_channels=in_channels)
-    return segzoo.engine.load_items(None, in_channels, synthetic)
+    return core_load_items(None, in_channels, synthetic)
 
 
 def stratified_split(items: list[dict[str, Any]], part: Literal["train", "val", "all"], val_fraction: float = 0.2, seed: int = 0) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import WeightedRandomSampler
 
 import segzoo
-from segzoo.engine import load_checkpoint
+from segzoo.runs import load_checkpoint
 
 
 def resize(x: torch.Tensor, size: Sequence[int], mode: str = "bilinear") -> torch.Tensor:

@@ -13,8 +13,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from segzoo.errors import SegzooError
 from segzoo.processing import scale
-from segzoo.registry import Params, SegzooError
+from segzoo.registry import Params
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff"}

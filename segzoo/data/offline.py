@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 AUGMENTATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "identity": lambda a: a,

@@ -1,33 +1,18 @@
-"""What bundle configs call that a JSON config cannot express: data loading, tracking, progress, plots, outputs,
-plus the bundle contract and the one in-process runner (:mod:`segzoo.engine.bundle`).
+"""The façade bundle configs call (``$segzoo.engine.<name>``): what a JSON config cannot express.
 
-Bundles stay recipes: they name these helpers and the registry's components;
-nothing here knows a paper.
+Each name lives in the room of its concern (docs/architecture.md): the bundle contract and checks in
+:mod:`segzoo.bundle`, run files in :mod:`segzoo.runs`, data selection in :mod:`segzoo.data`, MLflow in
+:mod:`segzoo.tracking`; Ignite handlers and training setup here. Configs name these helpers and the registry's
+components; nothing here knows a paper. Importing it has no side effect (no excepthook, no environment variable):
+:func:`~segzoo.bundle.validation.check_overrides`, which every config calls first, installs the excepthook and
+the SIGTERM handler.
+
+Plugins import their API from :mod:`segzoo`, :mod:`segzoo.nn` and :mod:`segzoo.data` (docs/writing-a-plugin.md).
 """
 
-from segzoo.engine.bundle import Bundle, BundleContractError
-from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss
-from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
-from segzoo.engine.metrics import check_metrics, key_metric, metric_handlers, other_metrics
-from segzoo.engine.mlflow_dataset import evaluation_context
-from segzoo.engine.mlflow_runs import check_tracking_store
-from segzoo.engine.predict import panel, predict, probabilities
-from segzoo.engine.runs import (
-    amp_kwargs,
-    build_optional,
-    inference_items,
-    load_checkpoint,
-    load_items,
-    prepare_network,
-    run_name,
-    run_processing,
-    set_determinism,
-    shared_run_name,
-    train_loader_class,
-)
-from segzoo.engine.store import evaluation_dir, fresh_output_dir, output_dir, run_checkpoint
-from segzoo.engine.tracking import MLflowTracker
-from segzoo.engine.validation import (
+from segzoo.bundle.contract import Bundle, BundleContractError
+from segzoo.bundle.metrics import check_metrics, key_metric, metric_handlers, other_metrics
+from segzoo.bundle.validation import (
     ConfigError,
     check_components,
     check_overrides,
@@ -35,14 +20,27 @@ from segzoo.engine.validation import (
     check_patch_size,
     check_training_values,
 )
-from segzoo.errors import install_excepthook, raise_on_sigterm
+from segzoo.data.items import inference_items, load_items
+from segzoo.engine.checkpoints import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLoss
+from segzoo.engine.handlers import MaskWriter, MetricsCSVWriter, ProgressBar, TrainHook, TrainHookHandler
+from segzoo.engine.mlflow_tracker import MLflowTracker
+from segzoo.engine.predict import panel, predict, probabilities
+from segzoo.engine.setup import (
+    amp_kwargs,
+    build_optional,
+    prepare_network,
+    run_name,
+    set_determinism,
+    shared_run_name,
+    train_loader_class,
+)
 from segzoo.overrides import as_flag, is_none
+from segzoo.runs.network import load_checkpoint, run_processing
+from segzoo.runs.store import evaluation_dir, fresh_output_dir, is_main_process, output_dir, run_checkpoint
+from segzoo.tracking.client import check_tracking_store
+from segzoo.tracking.datasets import evaluation_context
 
-# Bundle configs import this package first: a config error is then the last line of `python -m monai.bundle run`,
-# and a SIGTERM in any phase (start-up included) closes the open MLflow runs as KILLED instead of ending Python.
-install_excepthook()
-raise_on_sigterm()
-
+# What bundle configs call (``$segzoo.engine.<name>``): the JSON façade. Plugin API lives in segzoo, segzoo.nn, segzoo.data.
 __all__ = [
     "Bundle",
     "BundleContractError",
@@ -70,6 +68,7 @@ __all__ = [
     "evaluation_dir",
     "fresh_output_dir",
     "inference_items",
+    "is_main_process",
     "is_none",
     "key_metric",
     "load_checkpoint",

@@ -7,7 +7,7 @@ SIGKILL loses at most the epoch in progress; ``history.json`` and MLflow are bro
 on resume (see :class:`segzoo.engine.MLflowTracker`). Every epoch's random draws (shuffling, augmentation)
 are seeded from ``seed`` and the epoch number, so a resumed epoch is the epoch an uninterrupted run trains.
 
-A resume names its run (:mod:`segzoo.engine.store`); ``epochs`` and ``learning_rate`` may change on resume
+A resume names its run (:mod:`segzoo.runs.store`); ``epochs`` and ``learning_rate`` may change on resume
 and are applied (and said), any other changed setting is refused.
 
 The write (about 0.1 s for a 30 MB network with its Adam state) runs in a
@@ -20,24 +20,34 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
+from segzoo.bundle.context import current_bundle_config
 from segzoo.engine.faults import fault_point
-from segzoo.engine.store import FINISHED, LAST, SETTINGS_FILE, logging_interrupted, read_checkpoint, resume_requested
-from segzoo.engine.runs import unwrap
-from segzoo.errors import advise_on_stop
-from segzoo.files import atomic_open, atomic_write_json, atomic_write_text, read_json
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError, advise_on_stop
+from segzoo.files import atomic_open
+from segzoo.runs.network import unwrap
+from segzoo.runs.store import (
+    FINISHED,
+    LAST,
+    is_main_process,
+    logging_interrupted,
+    mark_finished,
+    read_checkpoint,
+    read_settings,
+    resume_requested,
+    write_settings,
+)
 
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
 RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
@@ -118,10 +128,8 @@ class LastCheckpoint:
         advise_on_stop(self.how_to_continue)
         if self.resume and self.path.exists():
             self._restore(engine)
-        elif int(os.environ.get("RANK", "0")) == 0:
-            from segzoo.engine.tracking import current_bundle_config
-
-            atomic_write_json(self.path.parent / SETTINGS_FILE, run_settings(current_bundle_config()), indent=1)
+        elif is_main_process():
+            write_settings(self.path.parent, run_settings(current_bundle_config()))
         engine.add_event_handler(Events.STARTED, self._started)
         if self.seed is not None:
             engine.add_event_handler(Events.EPOCH_STARTED, seed_epoch, int(self.seed))
@@ -130,8 +138,6 @@ class LastCheckpoint:
         engine.add_event_handler(Events.COMPLETED, self.finish)
 
     def _restore(self, engine: Engine) -> None:
-        from segzoo.engine.tracking import current_bundle_config
-
         run = self.path.parent
         self._check_settings(run, current_bundle_config())
         epochs, rates = engine.state.max_epochs, [group["lr"] for group in self.optimizer.param_groups]
@@ -168,10 +174,9 @@ class LastCheckpoint:
 
     def _check_settings(self, run: Path, config: dict[str, Any] | None) -> None:
         """Refuse a resume whose config trains something else than the run did (another network, data, loss...)."""
-        saved_path = run / SETTINGS_FILE
-        if config is None or not saved_path.exists():
+        saved = read_settings(run)
+        if config is None or saved is None:
             return
-        saved = read_json(saved_path, "the settings the run was started with", "Delete it to resume without this check.")
         now = run_settings(config)
         changed = [f"{k}: {saved.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
         if changed:
@@ -195,7 +200,7 @@ class LastCheckpoint:
         fault_point("iteration", engine.state.iteration)
 
     def save(self, engine: Engine) -> None:
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not is_main_process():
             return
         self.wait()
         evaluator = self.evaluator.state if self.evaluator is not None else None
@@ -220,8 +225,8 @@ class LastCheckpoint:
     def finish(self, engine: Engine) -> None:
         """The training ended (all epochs, or an early stop): the run is finished and is never resumed."""
         self.wait()
-        if int(os.environ.get("RANK", "0")) == 0:
-            atomic_write_text(self.path.parent / FINISHED, f"{engine.state.epoch}\n")
+        if is_main_process():
+            mark_finished(self.path.parent, engine.state.epoch)
 
     def wait(self) -> None:
         """Block until the write in flight (if any) is on disk; raise its error in the training thread."""

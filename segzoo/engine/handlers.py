@@ -13,8 +13,12 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.handlers import from_engine
 
+from segzoo.data.writers import output_suffix, write_like
 from segzoo.files import atomic_open
+from segzoo.overrides import as_flag
 from segzoo.processing import Processing
+from segzoo.runs.network import unwrap
+from segzoo.runs.store import is_main_process
 
 
 class ProgressBar:
@@ -24,6 +28,8 @@ class ProgressBar:
         self.show_loss = show_loss
 
     def attach(self, engine: Engine) -> None:
+        if not is_main_process():
+            return  # one bar per run, rank 0's
         transform = from_engine(["loss"], first=True) if self.show_loss else None
         IgniteProgressBar(persist=True).attach(engine, output_transform=(lambda out: {"loss": float(transform(out))}) if transform else None)
 
@@ -65,8 +71,6 @@ class MaskWriter:
     binary network, class indices for several classes."""
 
     def __init__(self, output_dir: str, save_probabilities: bool | str = False, processing: Processing | None = None) -> None:
-        from segzoo.engine.runs import as_flag
-
         self.output_dir = Path(output_dir)
         self.save_probabilities = as_flag(save_probabilities, "save_probabilities")
         self.processing = processing or Processing()
@@ -75,8 +79,6 @@ class MaskWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        from segzoo.data.writers import output_suffix, write_like
-
         outputs: list[dict[str, Any]] = engine.state.output
         for item, out in zip(engine.state.batch, outputs):
             source = item.get("path")
@@ -121,8 +123,6 @@ class TrainHookHandler:
         self.network = network
 
     def attach(self, engine: Engine) -> None:
-        from segzoo.engine.runs import unwrap
-
         if self.hook is None:
             return
         self.hook.attach(unwrap(self.network))

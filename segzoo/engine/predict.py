@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from segzoo.complexity import model_placement
-from segzoo.engine.plots import prediction_panel
+from segzoo.figures import prediction_panel
 from segzoo.processing import Processing
 
 

@@ -45,7 +45,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from segzoo.engine.bundle import Bundle
+    from segzoo.bundle.contract import Bundle
     from segzoo.export.pack import pack
 
     Bundle(args.bundle)  # refused first, naming the folder, when it is none

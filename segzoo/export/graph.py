@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError
 
 EXPORT_OUTPUTS = "export_outputs"
 SINGLE_OUTPUT = ("pred",)

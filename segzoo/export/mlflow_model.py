@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from segzoo.errors import SegzooError
 from segzoo.export.formats import export_network
 from segzoo.export.graph import ExportError
 from segzoo.export.trained import TrainedModel, load_trained, sample_input
-from segzoo.registry import SegzooError
 
 ARTIFACT = "model"
 EXAMPLE_SIZE = 64

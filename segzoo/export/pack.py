@@ -19,11 +19,12 @@ import monai
 import numpy as np
 import torch
 
-from segzoo.engine.store import checkpoint_weights
-from segzoo.engine.validation import load_config_file
+from segzoo.bundle.validation import load_config_file
+from segzoo.data.items import inference_items
 from segzoo.export.formats import export_network
 from segzoo.export.trained import TrainedModel, find_checkpoint, sample_input
 from segzoo.processing import Processing
+from segzoo.runs.store import checkpoint_weights
 
 SCHEMA = Path(__file__).with_name("meta_schema.json")
 RULE = Path(__file__).parents[1] / "processing.py"  # shipped as scripts/processing.py
@@ -96,8 +97,6 @@ def packed_metadata(bundle_meta: dict[str, Any], trained: TrainedModel, run: str
 def write_samples(folder: Path, synthetic: dict[str, Any] | None, in_channels: int) -> None:
     """A few of the bundle's synthetic images as 8-bit PNG, so the packed bundle runs without data."""
     from PIL import Image
-
-    from segzoo.engine.runs import inference_items
 
     if not synthetic:
         return

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import segzoo
-from segzoo.engine.runs import load_checkpoint, run_processing
-from segzoo.engine.store import BEST, LAST, RUN_INFO_FILE, read_run_info
+from segzoo.errors import SegzooError
 from segzoo.processing import Processing
-from segzoo.registry import SegzooError
+from segzoo.runs.network import load_checkpoint, run_processing
+from segzoo.runs.store import BEST, LAST, RUN_INFO_FILE, read_run_info
 
 CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Norm
 from torch import nn
+
+import segzoo
 
 FinalActivation = Literal["auto", "sigmoid", "softmax", "identity"]
 ConvFactory = Callable[[int, int], nn.Module]
@@ -59,8 +62,6 @@ class DoubleConv(nn.Sequential):
 def block_factory(name: str, **params: Any) -> ConvFactory:
     """A factory of the registered ``block`` ``name`` (built with ``params`` for each ``in_channels -> out_channels``), so
     a network that takes a block can take any registered one by name (e.g. ``pyconv``)."""
-    import segzoo
-
     segzoo.get("block", name)  # an unknown name fails now, naming the registered blocks
 
     def make(in_channels: int, out_channels: int) -> nn.Module:

@@ -7,7 +7,8 @@ share the wiring here.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from monai.networks.layers.factories import Conv, Pool

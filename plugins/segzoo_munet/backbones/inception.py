@@ -71,7 +71,7 @@ class PooledProjection(nn.Sequential):
         self.out_channels = out_channels
 
 
-def reduction_a(in_channels: int, k: int, l: int, m: int, n: int, downsample: DownsampleMode) -> Parallel:
+def reduction_a(in_channels: int, k: int, l: int, m: int, n: int, downsample: DownsampleMode) -> Parallel:  # noqa: E741 - Table 1 names
     """Reduction-A (Szegedy et al. 2017, Fig. 7; k, l, m, n as in its Table 1); also Inception-v3's first grid reduction."""
     return Parallel(
         Downsample(in_channels, downsample), Chain(in_channels, (n, 3, 2)), Chain(in_channels, (k, 1), (l, 3), (m, 3, 2))

@@ -8,7 +8,6 @@ to narrow the semantic gap between encoder and decoder features.
 
 from __future__ import annotations
 
-
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Norm, Pool
@@ -148,7 +147,7 @@ class MultiResUNetParams(EncoderDecoderParams):
     alpha: float = Field(1.67, gt=0, description="MultiRes block width W = alpha * U (the paper's alpha, tuned to match U-Net's size)")
 
     @model_validator(mode="after")
-    def _every_scale_has_a_channel(self) -> "MultiResUNetParams":
+    def _every_scale_has_a_channel(self) -> MultiResUNetParams:
         if min(multires_widths(self.alpha * self.base_channels)) < 1:
             raise ValueError(
                 f"alpha * base_channels = {self.alpha * self.base_channels:g} is too small: the 3x3 scale of the first "

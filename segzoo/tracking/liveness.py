@@ -1,7 +1,7 @@
 """A run that dies is never left RUNNING in MLflow.
 
 A death the process sees (an exception, Ctrl-C, ``SIGTERM`` from a scheduler or ``kill``) closes the run as
-FAILED or KILLED (:class:`segzoo.engine.MLflowTracker`, :func:`segzoo.engine.mlflow_runs.closed_with_status`; SIGTERM is turned into
+FAILED or KILLED (:class:`segzoo.engine.MLflowTracker`, :func:`segzoo.tracking.client.closed_with_status`; SIGTERM is turned into
 :class:`~segzoo.errors.Terminated` for that, process-wide, before anything starts).
 A death it cannot see (``kill -9``, a lost machine) leaves the run RUNNING: every run carries its host and
 process id as tags, and the next training in the experiment on that host closes such runs whose process is

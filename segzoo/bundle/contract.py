@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segzoo.engine.validation import ConfigError, check_override_values, load_config_file, load_config_files, unknown_override
+from segzoo.bundle.validation import ConfigError, check_override_values, load_config_file, load_config_files, unknown_override
+from segzoo.runs import store
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow
@@ -166,8 +167,6 @@ def train_in(runs_dir: Path, bundle: Bundle | str | Path, overrides: Mapping[str
     """The run folder of one training kept under ``runs_dir``: a finished run there is reused, an interrupted one
     (``last.pt`` left) resumed by name, else a new one trained. What ``segzoo compare`` and ``segzoo reproduce`` rerun
     after an interruption, so a finished training is never repeated and an unfinished one never started over."""
-    from segzoo.engine import store
-
     newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
     if newest is not None and store.is_finished(newest) and not store.logging_interrupted(newest):  # trained, then stopped before the caller recorded it
         return newest

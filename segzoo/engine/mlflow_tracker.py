@@ -2,7 +2,7 @@
 
 One experiment per bundle, tagged as model training. A run logs: parameters (the bundle
 config as run, its top-level keys under short names, the components it built), what the
-UI's runs table shows (see :mod:`segzoo.engine.run_metadata`: dataset inputs with their
+UI's runs table shows (see :mod:`segzoo.tracking.metadata`: dataset inputs with their
 digest, a one-line description, source, git and plugin-version tags), per-epoch metrics
 (train loss and every validation metric), system metrics (CPU, memory, GPU), and
 artifacts (the config, the best checkpoint, loss/metric curves and an
@@ -13,22 +13,23 @@ that fails later costs a warning and training goes on.
 
 from __future__ import annotations
 
-import inspect
-import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
 import segzoo
-from segzoo.engine import store
+from segzoo.bundle.context import current_bundle_workflow
 from segzoo.engine.faults import fault_point
-from segzoo.engine.mlflow_dataset import dataset_origin
-from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
+from segzoo.processing import Processing
+from segzoo.runs import store
+from segzoo.runs.store import is_main_process, resume_requested
+from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,
     flatten,
@@ -37,31 +38,8 @@ from segzoo.engine.mlflow_runs import (  # noqa: F401 - TrackingUnavailableError
     param_batches,
     terminate,
 )
-from segzoo.engine.run_metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
-from segzoo.engine.store import resume_requested
-from segzoo.processing import Processing
-
-
-def current_bundle_workflow() -> Any | None:
-    """The MONAI bundle workflow running this code, if any: its parser holds the config (files merged, overrides
-    applied), its ``config_root_path`` the bundle's ``configs/`` folder.
-
-    Configs cannot reference themselves, so the tracker finds the ``ConfigWorkflow``
-    that is instantiating it on the call stack.
-    """
-    from monai.bundle import ConfigWorkflow
-
-    for frame_info in inspect.stack(context=0):
-        owner = frame_info.frame.f_locals.get("self")
-        if isinstance(owner, ConfigWorkflow):
-            return owner
-    return None
-
-
-def current_bundle_config() -> dict[str, Any] | None:
-    """The config of the MONAI bundle workflow running this code (files merged, overrides applied), if any."""
-    workflow = current_bundle_workflow()
-    return workflow.parser.get() if workflow is not None else None
+from segzoo.tracking.datasets import dataset_origin
+from segzoo.tracking.metadata import describe, key_params, log_datasets, start_system_metrics, ui_link
 
 
 def describe_components(components: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -147,6 +125,8 @@ class MLflowTracker:
 
     # -- wiring -------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
+        if not is_main_process():
+            return  # rank 0 logs the run; the other ranks of a distributed run train the same run
         engine.add_event_handler(Events.STARTED, self.start)
         engine.add_event_handler(Events.STARTED, self._start_system_metrics)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)
@@ -180,7 +160,7 @@ class MLflowTracker:
             return None
 
     def start(self, engine: Engine) -> None:
-        """Open (or, resuming, reopen) this run through :func:`~segzoo.engine.mlflow_runs.open_run`.
+        """Open (or, resuming, reopen) this run through :func:`~segzoo.tracking.client.open_run`.
 
         Resuming, the history is cut back to the epochs ``last.pt`` holds, and steps MLflow already has are not logged
         again; a run the store no longer has (the store changed) is replaced by a new one holding the history so far.
@@ -283,7 +263,7 @@ class MLflowTracker:
         store.write_history(self.output_dir, self.history)
 
     def _log_artifacts(self) -> None:
-        from segzoo.engine.plots import save_curves
+        from segzoo.figures import save_curves
 
         curves = save_curves(self.history, self.output_dir / "curves.png", title=self.run_name)
         paths = [curves] + [Path(a) for a in self.artifacts]
@@ -302,7 +282,7 @@ class MLflowTracker:
         from segzoo.export.mlflow_model import log_trained_model
         from segzoo.files import atomic_write_text
 
-        training = self.evaluator is not None and int(os.environ.get("RANK", "0")) == 0
+        training = self.evaluator is not None and is_main_process()
         if training:  # until removed below, a stop here leaves a run that --resume completes
             atomic_write_text(self.output_dir / store.LOGGING, "end-of-run logging in progress\n")
         self._stop_system_metrics()

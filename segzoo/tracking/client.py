@@ -20,14 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from segzoo.engine.liveness import close_stale_runs, owner_tags
-from segzoo.engine.run_metadata import MODEL_TRAINING, mark_as_model_training, run_tags
-from segzoo.errors import on_failure
-from segzoo.registry import SegzooError
+from segzoo.errors import SegzooError, on_failure
+from segzoo.tracking.liveness import close_stale_runs, owner_tags
+from segzoo.tracking.metadata import MODEL_TRAINING, mark_as_model_training, run_tags
 
-# A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+def bound_http_retries() -> None:
+    """A server that stops answering mid-run must cost seconds, not MLflow's default minutes of retries (unless the
+    environment already says otherwise). Called where a client is opened, not on import."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 class TrackingUnavailableError(SegzooError):
@@ -56,7 +58,7 @@ def artifact_location(uri: str) -> str | None:
 
 def get_or_create_experiment(client: Any, name: str) -> str:
     """The id of experiment ``name``, created (with :func:`artifact_location`) if it does not exist; tagged as
-    model training either way (see :func:`~segzoo.engine.run_metadata.mark_as_model_training`)."""
+    model training either way (see :func:`~segzoo.tracking.metadata.mark_as_model_training`)."""
     found = client.get_experiment_by_name(name)
     if found is None:
         return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri), tags=MODEL_TRAINING)
@@ -70,9 +72,9 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
     existing ``run_id`` marked running again (a resumed training, comparison or study).
 
     A new run carries MLflow's source, user and git tags (``source``, e.g. the bundle folder, as its source name),
-    segzoo's and the plugins' versions, and ``description`` (see :mod:`segzoo.engine.run_metadata`).
+    segzoo's and the plugins' versions, and ``description`` (see :mod:`segzoo.tracking.metadata`).
     A ``run_id`` the store does not hold (the tracking store changed since) gets a new run instead, with a warning.
-    Runs of this host whose process died are closed first (:func:`~segzoo.engine.liveness.close_stale_runs`); every run
+    Runs of this host whose process died are closed first (:func:`~segzoo.tracking.liveness.close_stale_runs`); every run
     is tagged with its host and process. Raises :class:`TrackingUnavailableError` naming the URI when the store cannot
     be reached.
     """
@@ -182,6 +184,7 @@ def open_experiment(uri: str, name: str) -> tuple[Any, str]:
     """
     from mlflow.tracking import MlflowClient
 
+    bound_http_retries()
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         experiment_id = get_or_create_experiment(client, name)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import segzoo
+from segzoo.plugins import BUILTIN_PLUGINS
+from segzoo.tracking.datasets import dataset_inputs
 
 # The experiment tag MLflow 3's UI read to choose an experiment's pages (and not ask for its type) until its
 # sidebar switch (below) came; MLflow 2 and the UIs with the switch (3.17 checked) ignore it.
@@ -39,8 +41,6 @@ def mark_as_model_training(client: Any, experiment: Any) -> None:
 
 def plugin_versions() -> dict[str, str]:
     """``{plugin name: version}`` of every plugin that loaded (the core's own components carry segzoo's version)."""
-    from segzoo.plugins import BUILTIN_PLUGINS
-
     return {p.name: p.version for p in segzoo.plugin_manager().plugins if p.error is None and p.name not in BUILTIN_PLUGINS}
 
 
@@ -108,9 +108,7 @@ def set_description(client: Any, run_id: str, text: str) -> None:
 
 def log_datasets(client: Any, run_id: str, datasets: dict[str, list[dict[str, Any]]], name: str, source: Any) -> None:
     """Log ``{context: items}`` as MLflow dataset inputs named ``name`` from ``source`` (see
-    :func:`~segzoo.engine.mlflow_dataset.dataset_origin`)."""
-    from segzoo.engine.mlflow_dataset import dataset_inputs
-
+    :func:`~segzoo.tracking.datasets.dataset_origin`)."""
     if datasets:
         client.log_inputs(run_id, datasets=dataset_inputs(datasets, name, source))
 

@@ -14,12 +14,17 @@ import contextlib
 import difflib
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from monai.bundle import ConfigParser
 
 import segzoo
+from segzoo.bundle.context import current_bundle_config
+from segzoo.errors import SegzooError, install_excepthook, raise_on_sigterm
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse_value
-from segzoo.registry import SegzooError, UnknownPresetError
+from segzoo.registry import UnknownPresetError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
 RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}
@@ -67,8 +72,6 @@ def load_config_file(path: str | Path, required: Sequence[str] = ()) -> dict[str
 
 def load_config_files(files: Sequence[str | Path]) -> dict[str, Any]:
     """``files`` merged in order as MONAI merges a ``--config_file`` list, each first read by :func:`load_config_file`."""
-    from monai.bundle import ConfigParser
-
     for path in files:
         load_config_file(path)
     return ConfigParser.load_config_files([str(path) for path in files])
@@ -198,9 +201,15 @@ def check_override_values(overrides: dict[str, Any], config: dict[str, Any], fil
 
 def check_overrides(argv: Sequence[str] | None = None) -> None:
     """Check the overrides of a ``monai.bundle run`` command line (see :func:`check_override_values`); the values are
-    read from the running workflow's config, as MONAI parsed them."""
-    from segzoo.engine.tracking import current_bundle_config
+    read from the running workflow's config, as MONAI parsed them.
 
+    Every bundle config calls this first in ``initialize``, so it is also where a bundle run starts showing a
+    :class:`SegzooError` as the last line of ``python -m monai.bundle run`` (:func:`~segzoo.errors.install_excepthook`):
+    importing segzoo never changes ``sys.excepthook``. It also starts raising SIGTERM as
+    :class:`~segzoo.errors.Terminated` (:func:`~segzoo.errors.raise_on_sigterm`), so a stop in any later phase closes
+    the open MLflow runs as KILLED."""
+    install_excepthook()
+    raise_on_sigterm()
     argv = list(sys.argv if argv is None else argv)
     files = _config_files(argv)
     if not files:

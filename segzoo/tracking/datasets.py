@@ -17,6 +17,8 @@ import numpy as np
 from mlflow.data.dataset import Dataset
 from mlflow.data.dataset_source import DatasetSource
 
+import segzoo
+
 DIGEST_LENGTH = 10  # MLflow asks for at most 10 characters; 40 bits tell data versions apart
 
 
@@ -48,8 +50,6 @@ class SyntheticSource(DatasetSource):
         return "synthetic"
 
     def load(self, **kwargs: Any) -> list[dict[str, Any]]:
-        import segzoo
-
         return segzoo.build("dataset", self.generator, **self.params)
 
     @staticmethod

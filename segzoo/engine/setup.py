@@ -1,19 +1,17 @@
-"""Run names, data selection and checkpoints shared by every bundle's configs."""
+"""Training setup shared by every bundle's configs: AMP, determinism, the data loader, run names, optional components
+and the network's speed options."""
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 import segzoo
-from segzoo.engine.store import checkpoint_weights, read_run_info
+from segzoo.errors import SegzooError
 from segzoo.overrides import as_flag, is_none
-from segzoo.processing import Processing
-from segzoo.registry import SegzooError
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -59,71 +57,6 @@ def train_loader_class(device: torch.device | str) -> type:
 def run_name(prefix: str) -> str:
     """``<prefix>-YYYYmmdd-HHMMSS``: unique per run, sortable, readable in the MLflow UI."""
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train", **folder: Any) -> list[dict[str, Any]]:
-    """The items a bundle trains on: the folder ``dataset_dir/<split>`` if given, else the synthetic default."""
-    if dataset_dir:
-        return segzoo.build("dataset", "folder", dataset_dir=str(dataset_dir), split=split, in_channels=in_channels, **folder)
-    return segzoo.build("dataset", synthetic.get("name", "synthetic_cells"), channels=in_channels,
-                        **{k: v for k, v in synthetic.items() if k != "name"})
-
-
-def run_processing(checkpoint: str | os.PathLike, **fallback: Any) -> Processing:
-    """The input and output rule recorded by the training that wrote ``checkpoint`` (its ``components.json``);
-    a run from before the rule was recorded gets ``Processing(**fallback)`` (the bundle's own values)."""
-    recorded = read_run_info(Path(checkpoint).parent).get("processing")
-    return Processing.from_record(recorded) if recorded else Processing(**fallback)
-
-
-def _describe(arch: dict[str, Any]) -> str:
-    details = ", ".join(f"{k} {arch[k]}" for k in ("preset", "in_channels", "out_channels") if k in arch)
-    return f"{arch.get('name', '?')} ({details})"
-
-
-def _trained_as(path: str | os.PathLike) -> str:
-    """What the run that wrote ``path`` built, from the ``components.json`` beside it."""
-    architecture = read_run_info(Path(path).parent).get("architecture")
-    return _describe(architecture) if architecture else "another network"
-
-
-def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:
-    """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another network is refused, naming both.
-
-    ``expected`` describes the network asked for (``name``, ``preset``, ``in_channels``, ``out_channels``) for the
-    message; by default the network's own record of how it was built (``segzoo_built``).
-    """
-    record = segzoo.built(network)
-    expected = expected or (record.describe() if record is not None else None)
-    state = checkpoint_weights(path, key)
-    own = network.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    if mismatched or missing:
-        detail = (f"{mismatched[0]}: checkpoint {tuple(state[mismatched[0]].shape)} vs network {tuple(own[mismatched[0]].shape)}"
-                  if mismatched else f"{len(missing)} weights missing, e.g. {missing[0]}")
-        raise SegzooError(
-            f"checkpoint {path} was trained as {_trained_as(path)} and does not fit the network asked for, "
-            f"{_describe(expected) if expected else type(network).__name__}: {detail}. Pass the --arch/--preset/--out_channels it was trained with, "
-            "or another --checkpoint."
-        )
-    network.load_state_dict(state)
-    return network
-
-
-def unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel/DataParallel wrapper (checkpoints hold the bare weights)."""
-    return network.module if hasattr(network, "module") and isinstance(network.module, torch.nn.Module) else network
-
-
-def inference_items(input_dir: str | None, in_channels: int, synthetic: dict[str, Any]) -> list[dict[str, Any]]:
-    """Images to segment: every image of ``input_dir``, or fresh synthetic images (another seed than training's)."""
-    from segzoo.data import load_images
-
-    if input_dir:
-        return load_images(input_dir, in_channels)
-    unseen = {**synthetic, "seed": synthetic.get("seed", 0) + 1, "num_images": min(8, synthetic.get("num_images", 8))}
-    return [{"image": item["image"], "name": item["name"]} for item in load_items(None, in_channels, unseen)]
 
 
 def shared_run_name(prefix: str) -> str:

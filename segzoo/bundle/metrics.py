@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import segzoo
-from segzoo.engine.validation import ConfigError
+from segzoo.bundle.validation import ConfigError
 
 MetricSpec = str | Mapping[str, Any]
 SPEC_KEYS = {"metric", "params", "on"}

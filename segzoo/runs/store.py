@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_json, atomic_write_text, read_json
 from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS
-from segzoo.registry import SegzooError
 
 BEST = "model.pt"
 LAST = "last.pt"
@@ -32,6 +32,14 @@ RUN_INFO_FILE = "components.json"  # what was built, so a checkpoint can say wha
 SETTINGS_FILE = "settings.json"
 
 History = dict[str, list[tuple[int, float]]]
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files: rank 0 of a distributed run (its process group, else torchrun's
+    ``RANK``), or a run of one process. Other ranks train the same run and leave its files to rank 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def read_history(run_dir: str | os.PathLike) -> History:
@@ -106,6 +114,21 @@ def checkpoint_weights(path: str | os.PathLike, key: str = "model") -> dict[str,
     return state
 
 
+def read_settings(run_dir: str | os.PathLike) -> dict[str, str] | None:
+    """What the run was started to train (``settings.json``, checked on resume); None for a run without the file."""
+    path = Path(run_dir) / SETTINGS_FILE
+    return read_json(path, "the settings the run was started with", "Delete it to resume without this check.") if path.exists() else None
+
+
+def write_settings(run_dir: str | os.PathLike, settings: dict[str, str]) -> None:
+    atomic_write_json(Path(run_dir) / SETTINGS_FILE, settings, indent=1)
+
+
+def mark_finished(run_dir: str | os.PathLike, epoch: int) -> None:
+    """The run's training ended (all epochs, or an early stop) after ``epoch``: it is never resumed."""
+    atomic_write_text(Path(run_dir) / FINISHED, f"{epoch}\n")
+
+
 def is_finished(run: Path) -> bool:
     """Whether the training of ``run`` ended (its marker, or a ``last.pt`` of every epoch from before markers existed)."""
     if (run / FINISHED).exists():
@@ -147,7 +170,7 @@ def new_run_dir(runs_dir: str | os.PathLike, run_name: str) -> Path:
     Other ranks of a distributed run use rank 0's name as it is (rank 0 created it).
     """
     root = Path(runs_dir)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return root / run_name
     for n in range(1, 10_000):
         candidate = root / (run_name if n == 1 else f"{run_name}-{n}")

@@ -1,0 +1,3 @@
+"""segzoo's version, in a module of its own so the plugin loader can read it without importing the package."""
+
+__version__ = "0.1.0"
