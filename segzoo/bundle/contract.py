@@ -154,11 +154,15 @@ def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapp
     ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
     so callers read what the run made: ``get(parser, "output_dir")``, the evaluator's ``state.metrics``, ...
     """
+    from monai.data import get_track_meta, set_track_meta
+
+    track_meta = get_track_meta()
     workflow_ = load(bundle, workflow, overrides, extra_configs)
     try:
         workflow_.run()
     finally:
         workflow_.finalize()
+        set_track_meta(track_meta)  # a bundle's initialize switches it off process-wide; the caller's setting comes back
     return workflow_.parser
 
 

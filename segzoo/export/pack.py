@@ -69,6 +69,7 @@ def inference_config(processing: Processing) -> dict[str, Any]:
         "handlers": [{"_target_": "StatsHandler", "iteration_log": False}],
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader", "network": "@network",
                       "inferer": "@inferer", "postprocessing": "@postprocessing", "val_handlers": "@handlers"},
+        "initialize": ["$monai.data.set_track_meta(True)"],  # the rule reads each image's metadata (its stored pixel type)
         "inference": ["$@evaluator.run()"],
         "run": ["$@evaluator.run()"],
     }
