@@ -28,6 +28,8 @@ ARCHITECTURES = [pytest.param(spec.name, marks=pytest.mark.slow) if spec.name ==
                  for spec in segzoo.list_components("architecture")]
 NARROW = {"base_channels": 8, "depth": 3, "backbone": "resnet50"}
 OWN_PRESET = {"pyconvunet"}  # its paper pyramids fix width and depth: narrowed, they would not build
+# the released PyConvU-Net's 16 groups on half a block's channels need 32 of them (tests/test_export.py)
+WIDER = {"pyconvunet_released": {"base_channels": 32, "depth": 1}}
 ROI = [64, 64]
 HEIGHT, WIDTH = 70, 90  # not square and not a multiple of the window: the window pads and overlaps
 RNG = np.random.default_rng(0)
@@ -42,7 +44,15 @@ IMAGES = {  # name -> (pixels, how it is stored)
 
 def narrow(name: str) -> dict:
     fields = segzoo.get("architecture", name).params.model_fields
+    if name in WIDER:
+        return WIDER[name]
     return {} if name in OWN_PRESET else {k: v for k, v in NARROW.items() if k in fields}
+
+
+def preset(name: str) -> str:
+    """The architecture's ``paper`` preset, or its only one (the released PyConvU-Net has ``released``)."""
+    presets = list(segzoo.get("architecture", name).presets)
+    return "paper" if "paper" in presets else presets[0]
 
 
 def write_images(folder: Path) -> None:
@@ -58,7 +68,7 @@ def saved_run(name: str, root: Path) -> tuple[Path, torch.nn.Module, Processing]
     """A run folder as a training leaves it, for a narrow random network ``name``."""
     params = {"in_channels": 1, "out_channels": 1, **narrow(name)}
     torch.manual_seed(0)
-    network = segzoo.create_model(name, "paper", **params, final_activation="identity").eval()
+    network = segzoo.create_model(name, preset(name), **params, final_activation="identity").eval()
     munet = "fused" in (getattr(network, "export_outputs", None) or ())
     rule = Processing(in_channels=1, out_channels=1, roi_size=ROI, activation="none" if munet else "auto", output="fused" if munet else None)
     # a random network's probabilities sit in a narrow band: their median as the recorded threshold gives masks with
@@ -68,7 +78,7 @@ def saved_run(name: str, root: Path) -> tuple[Path, torch.nn.Module, Processing]
     run = root / "runs" / name
     run.mkdir(parents=True)
     torch.save(network.state_dict(), run / "model.pt")
-    (run / "components.json").write_text(json.dumps({"architecture": {"name": name, "preset": "paper", **params},
+    (run / "components.json").write_text(json.dumps({"architecture": {"name": name, "preset": preset(name), **params},
                                                      "processing": {"name": "segzoo.processing", **rule.record()}}))
     return run, network, rule
 
@@ -101,7 +111,7 @@ def test_every_path_gives_the_same_masks(arch: str, tmp_path: Path, one_thread: 
 
     # segzoo inference: the bundle's inference.json, the network and the rule taken from the run
     run_bundle(BUNDLES / "pyconvunet", "inference", {
-        "arch": arch, "preset": "paper", "arch_params": narrow(arch),
+        "arch": arch, "preset": preset(arch), "arch_params": narrow(arch),
         "checkpoint": str(run / "model.pt"), "input_dir": str(tmp_path / "images"), "output_dir": str(tmp_path / "inference"),
         "device": "cpu"})
     # the MLflow pyfunc, fed the arrays as they are

@@ -69,9 +69,10 @@ def inference_config(processing: Processing) -> dict[str, Any]:
         "handlers": [{"_target_": "StatsHandler", "iteration_log": False}],
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader", "network": "@network",
                       "inferer": "@inferer", "postprocessing": "@postprocessing", "val_handlers": "@handlers"},
-        "initialize": ["$monai.data.set_track_meta(True)"],  # the rule reads each image's metadata (its stored pixel type)
-        "inference": ["$@evaluator.run()"],
-        "run": ["$@evaluator.run()"],
+        # the rule reads each image's metadata (its stored pixel type); in `run`, not `initialize`: MONAI puts
+        # bundle_root (scripts/) on sys.path only when it runs
+        "inference": ["$monai.data.set_track_meta(True)", "$@evaluator.run()"],
+        "run": ["$monai.data.set_track_meta(True)", "$@evaluator.run()"],
     }
 
 
