@@ -1,5 +1,8 @@
 """The report of ``segzoo compare``: tables (markdown and CSV), curves and a prediction panel of the compared models.
 
+Scores are the test part's, as mean ± sd over the training seeds, and every architecture is set against the
+reference one by a paired difference over the test images with a bootstrap interval (:mod:`segzoo.paired`).
+
 The timings of all architectures are measured here, one after the other, so they share the machine's conditions.
 The core knows no paper: the published figures come from each architecture's ``reported[preset]`` (keys
 ``params_m``, ``gmac`` and ``<dataset>.<metric>``).
@@ -18,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import segzoo
-from segzoo.files import atomic_open, atomic_write_text
 from segzoo.engine import bundle as bundles
 from segzoo.engine import store
+from segzoo.files import atomic_open, atomic_write_text
+from segzoo.paired import PairedDifference, paired_difference
 
 if TYPE_CHECKING:
     from segzoo.compare import Comparison
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 COUNTS = {"params_m": "params (M)", "paper_params_m": "paper params (M)", "gmac": "GMac", "paper_gmac": "paper GMac",
           "cpu_ms": "CPU ms/image", "gpu_ms": "GPU ms/image"}
 DIGITS = {"params_m": 2, "paper_params_m": 2, "gmac": 3, "paper_gmac": 2, "cpu_ms": 1, "gpu_ms": 1}
+SIGNED = ("vs_reference", "ci_low", "ci_high")  # differences, shown with their sign
 REPORT_FILES = ("comparison.md", "comparison.csv", "curves.png", "predictions.png")
 
 
@@ -50,10 +55,13 @@ def write_report(comparison: Comparison) -> list[Path]:
     preset = bundles.get(first, "preset")
     dataset = comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs, preset)
     metrics = list(dict.fromkeys(name for entry in entries.values() for name in entry["metrics"]))
-    rows = [_row(arch, entries[arch], metrics, preset, dataset, ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs]
+    paired = {arch: versus_reference(entries, arch, comparison.reference, metrics[0]) for arch in archs}
+    rows = [_row(arch, entries[arch], metrics, preset, dataset, ms[arch, "cpu"], ms.get((arch, "cuda")), paired[arch])
+            for arch in archs]
     context = {
         "in_channels": bundles.get(first, "in_channels"), "patch_size": bundles.get(first, "patch_size"),
         "image_size": tuple(torch.as_tensor(items[0]["image"]).shape[1:]), "held_out": len(items), "dataset": dataset,
+        "sentences": [p.sentence(arch, comparison.reference) for arch, p in paired.items() if p is not None],
     }
     _write_csv(rows, out / "comparison.csv")
     atomic_write_text(out / "comparison.md", _markdown(rows, metrics, comparison, context))
@@ -63,6 +71,14 @@ def write_report(comparison: Comparison) -> list[Path]:
     figure.savefig(out / "predictions.png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return [out / name for name in REPORT_FILES]
+
+
+def versus_reference(entries: dict[str, dict[str, Any]], arch: str, reference: str | None, metric: str) -> PairedDifference | None:
+    """``arch - reference`` on ``metric``, paired over the test images with seeds averaged (``None`` for the reference)."""
+    if reference is None or arch == reference or reference not in entries:
+        return None
+    per_seed = {name: [run["per_image"] for run in entries[name]["seeds"].values()] for name in (arch, reference)}
+    return paired_difference(per_seed[arch], per_seed[reference], metric)
 
 
 @torch.no_grad()
@@ -102,10 +118,13 @@ def guess_paper_dataset(dataset_dir: str | None, archs: Sequence[str], preset: s
 
 
 def _row(arch: str, entry: dict[str, Any], metrics: list[str], preset: str | None, dataset: str | None, cpu_ms: float,
-         gpu_ms: float | None) -> dict[str, Any]:
+         gpu_ms: float | None, paired: PairedDifference | None) -> dict[str, Any]:
     reported = segzoo.get("architecture", arch).reported.get(preset, {})
     return {
         "architecture": arch, **{m: entry["metrics"].get(m) for m in metrics},
+        **{f"{m}_sd": entry["sd"].get(m) for m in metrics}, "seeds": len(entry["seeds"]), "reported_part": "test",
+        "vs_reference": paired and paired.mean, "ci_low": paired and paired.low, "ci_high": paired and paired.high,
+        "verdict": paired and paired.verdict,
         **{f"paper_{m}": reported.get(f"{dataset}.{m}") if dataset else None for m in metrics},
         "params_m": entry["params_m"], "paper_params_m": reported.get("params_m"),
         "gmac": entry["gmac"], "paper_gmac": reported.get("gmac"), "cpu_ms": cpu_ms, "gpu_ms": gpu_ms,
@@ -137,22 +156,29 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def _markdown(rows: list[dict[str, Any]], metrics: list[str], comparison: Comparison, context: dict[str, Any]) -> str:
     size = "x".join(str(s) for s in context["patch_size"])
     image = "x".join(str(s) for s in context["image_size"])
-    headers = {"architecture": "architecture", **{m: m for m in metrics}, **{f"paper_{m}": f"paper {m}" for m in metrics},
+    headers = {"architecture": "architecture", **{m: f"{m} (mean)" for m in metrics}, **{f"{m}_sd": f"{m} ± sd" for m in metrics},
+               "seeds": "seeds", "reported_part": "reported part", "vs_reference": f"vs {comparison.reference}: {metrics[0]}",
+               "ci_low": "95% CI low", "ci_high": "95% CI high", "verdict": "verdict",
+               **{f"paper_{m}": f"paper {m}" for m in metrics},
                **COUNTS, "gmac": f"GMac @{context['in_channels']}x{size}", "paper_gmac": "paper GMac @3x512x512",
                "paper_params_m": "paper params (M, 3 in)"}
     overrides = ", ".join(f"`{k}={v}`" for k, v in comparison.overrides.items()) or "none"
-    weights = ("the last epoch's weights (`last.pt`): nothing was selected on the held-out split"
-               if comparison.weights == "last" else
-               "the checkpoint with the best validation key metric (`model.pt`), selected on this same split, so optimistic")
+    weights = ("the last epoch's weights (`last.pt`)" if comparison.weights == "last" else
+               "the checkpoint with the best validation key metric (`model.pt`), selected on the validation part")
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "; no CUDA here, so no GPU time"
     paper = (f"the figures each architecture's plugin reports: scores for `{context['dataset']}`, parameter and GMac counts"
              if context["dataset"] else "each architecture's published counts; no published scores match this data set")
     notes = [
-        (f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}); only `arch` "
-         "differs, so data, split, augmentation, seed and schedule are identical."),
-        (f"Scores: the bundle's `evaluate.json` on the held-out part of the seeded split ({context['held_out']} images, never "
-         f"trained on), with {weights}. Each metric is computed per image, then averaged over images: "
+        (f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}) and training "
+         f"seeds 0..{comparison.seeds - 1}; only `arch` and `seed` differ, so data, parts, augmentation and schedule are identical."),
+        (f"Reported part: **test** ({context['held_out']} images, never trained on and never used for selection; the "
+         "validation part selects), scored by the bundle's `evaluate.json` with "
+         f"{weights}. Each metric is computed per image, then averaged over images: "
          + "; ".join(f"`{m}` = {_definition(m)}" for m in metrics) + "."),
+        (f"Seeds: {comparison.seeds}; each score is the mean over seeds, ± the sample standard deviation (none for one seed). "
+         f"'vs {comparison.reference}' is the mean over test images of (architecture - {comparison.reference}) on "
+         f"`{metrics[0]}`, each image's score first averaged over seeds, with a 95% percentile bootstrap interval (10000 "
+         "resamples of the images, seeded); verdict: better / worse when the interval excludes 0, else no detectable difference."),
         (f"Params and GMac: the trained network (in_channels={context['in_channels']}), one forward pass of a "
          f"{context['in_channels']}x{size} patch under the pinned rule of `segzoo/complexity.py`; the paper's are at 3x512x512."),
         (f"Times: median of {comparison.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "
@@ -167,5 +193,7 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str], comparison: Compar
         "| " + " | ".join(headers.values()) + " |",
         "|" + "---|" * len(headers),
     ]
-    lines += ["| " + " | ".join(_cell(row[k], DIGITS.get(k, 4)) for k in headers) + " |" for row in rows]
+    lines += ["| " + " | ".join(f"{row[k]:+.4f}" if k in SIGNED and row[k] is not None else _cell(row[k], DIGITS.get(k, 4))
+                                for k in headers) + " |" for row in rows]
+    lines += ["", *(f"- {sentence}" for sentence in context["sentences"])] if context["sentences"] else []
     return "\n".join(lines) + "\n"
