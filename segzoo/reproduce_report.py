@@ -39,7 +39,7 @@ def report_lines(table: Table, rows: list[Row], results: dict[str, dict[str, Any
         for column in table.columns:
             ours = entry["result"].get(column.ours)
             value = paper.get(column.value_of or column.paper)
-            value = None if value is None else value / column.paper_scale
+            value = None if value is None or not column.beside_paper else value / column.paper_scale
             comparable = not synthetic and ours is not None and value is not None
             paired = versus_reference(table, row, results, column.ours)
             lines.append({

@@ -35,6 +35,8 @@ class Column(_Strict):
     definition: str = Field(description="what ours measures and how it is aggregated")
     paper_scale: float = Field(1.0, gt=0, description="divide the paper's value by this to compare (100 for percentages)")
     value_of: str | None = Field(None, description="the paper column whose value this line compares with (default: paper)")
+    beside_paper: bool = Field(True, description="set the paper's value and the difference beside this line (false: "
+                                                 "another aggregation of the same column, shown for reference)")
 
 
 class DataSet(_Strict):
