@@ -122,7 +122,6 @@ def run(comparison: Comparison) -> Path:
     """Train and evaluate every architecture not yet finished, then write and log the tables and plots."""
     import mlflow
 
-    from segzoo.compare_report import write_report
     from segzoo.engine.mlflow_runs import closed_with_status, flatten, log_params, open_run
     from segzoo.engine.run_metadata import summarize, ui_link
     from segzoo.engine.runs import run_name
@@ -159,13 +158,48 @@ def run(comparison: Comparison) -> Path:
             entry.update(_aggregate(entry["seeds"]))
             _log_aggregate(client, parent, arch, entry)
             save_state(state_path, comparison.state)
-        paths = write_report(comparison)
+        paths = _write_report(comparison)
         for path in paths:
             client.log_artifact(parent, str(path))
         first_run = comparison.state["archs"][comparison.archs[0]]["run_id"]
         summarize(client, parent, first_run, title, paths[0].read_text())
     print(f"MLflow comparison: {ui_link(client, parent)}")
     return paths[0]
+
+
+def _write_report(comparison: Comparison) -> list[Path]:
+    """Time the trained models one after the other (same machine conditions), draw their curves and predictions, and
+    write the tables (:mod:`segzoo.compare_report`, which takes plain data); returns the files, tables first."""
+    import torch
+
+    from segzoo.compare_report import Compared, guess_paper_dataset, ms_per_image, write_tables
+    from segzoo.engine.plots import plt, save_comparison_curves
+    from segzoo.engine.predict import panel, probabilities
+
+    archs, out = comparison.archs, comparison.output
+    entries = {arch: comparison.state["archs"][arch] for arch in archs}
+    evaluations = {arch: bundles.load(comparison.bundle, "evaluating", comparison.evaluation(arch)).parser for arch in archs}
+    first = evaluations[archs[0]]
+    inferer, items = bundles.get(first, "inferer"), bundles.get(first, "dataset#data")
+    models = {arch: bundles.get(parser, "network").cpu() for arch, parser in evaluations.items()}
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    ms = {(arch, device): ms_per_image(net, inferer, items[0]["image"], device, comparison.repeats)
+          for device in devices for arch, net in models.items()}
+    for net in models.values():
+        net.cpu()
+    preset = bundles.get(first, "preset")
+    tables = write_tables(Compared(
+        comparison.bundle.name, archs, entries, comparison.reference or archs[0], comparison.seeds, comparison.weights,
+        comparison.overrides, comparison.repeats, preset,
+        comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs, preset),
+        {arch: (ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs}, bundles.get(first, "in_channels"),
+        bundles.get(first, "patch_size"), tuple(torch.as_tensor(items[0]["image"]).shape[1:]), len(items)), out)
+    save_comparison_curves({arch: store.read_history(entry["run_dir"]) for arch, entry in entries.items()}, out / "curves.png")
+    to_probabilities = bundles.get(first, "mask_probabilities") or probabilities
+    figure = panel(models, items[: comparison.panel_images], inferer, "cpu", to_probabilities)
+    figure.savefig(out / "predictions.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return [*tables, out / "curves.png", out / "predictions.png"]
 
 
 def _aggregate(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:

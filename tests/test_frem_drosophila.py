@@ -9,12 +9,12 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
+from segzoo_frem.data import TEM_4CLASS
+from segzoo_frem.drosophila import class_mapping
 
 import segzoo
 from segzoo.data import DataError
 from segzoo.tables import get_table
-from segzoo_frem.data import TEM_4CLASS
-from segzoo_frem.drosophila import class_mapping
 from tests.conftest import BUNDLES
 
 CLASS_NAMES = ["background", "membrane", "mitochondria", "synapse"]
