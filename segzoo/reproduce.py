@@ -66,6 +66,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     dataset = (args.dataset or table.guess_dataset(args.dataset_dir)) if args.dataset_dir else None
     if dataset is not None and dataset not in table.datasets:
         raise SegzooError(f"--dataset {dataset}: {table.name} has data sets {', '.join(table.datasets)}")
+    seed_list(args.seeds)  # a bad --seeds fails before anything runs
     overrides = dict(parse_override(o) for o in args.override)
     output = args.output or Path("runs") / "reproduce" / table.name
     path = reproduce(table, rows, output, args.dataset_dir, dataset, args.epochs, overrides, args.tracking_uri, args.seeds,
