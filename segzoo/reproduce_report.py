@@ -123,7 +123,9 @@ def _markdown(table: Table, rows: list[Row], results: dict[str, dict[str, Any]],
                   (f"Reference row: {table.reference}. 'vs reference' is the mean over test images of (row - reference), "
                    "each image's score first averaged over seeds, with a 95% percentile bootstrap interval (10000 resamples "
                    "of the images, seeded); verdict: better / worse when the interval excludes 0, else no detectable "
-                   "difference." if table.reference else "No reference row: no paired comparison.")]
+                   "difference. It pairs the per-image scores of each evaluation's per_image.csv: for a column pooled over "
+                   "the test set, the image's own value of that metric (pooling leaves none to pair)."
+                   if table.reference else "No reference row: no paired comparison.")]
         if epochs:
             notes.append(f"**Shortened run: {epochs} epoch(s) per row instead of the protocol's**; expect lower scores than the paper.")
     notes += table.notes
