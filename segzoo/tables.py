@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import segzoo
 from segzoo.errors import SegzooError
@@ -35,6 +35,8 @@ class Column(_Strict):
     definition: str = Field(description="what ours measures and how it is aggregated")
     paper_scale: float = Field(1.0, gt=0, description="divide the paper's value by this to compare (100 for percentages)")
     value_of: str | None = Field(None, description="the paper column whose value this line compares with (default: paper)")
+    beside_paper: bool = Field(True, description="set the paper's value and the difference beside this line (false: "
+                                                 "another aggregation of the same column, shown for reference)")
 
 
 class DataSet(_Strict):
@@ -64,6 +66,9 @@ class Table(_Strict):
     recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's train.json (relative to the bundle)")
     evaluate_recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's evaluate.json")
     weights: Literal["best", "last"] = Field("best", description="evaluate the best-validation checkpoint or the last epoch's")
+    split: str = Field("the bundle's train.json parts (test_fraction, test_seed, val_fraction, split_seed)",
+                       description="the training / validation / test parts in words, with their seeds")
+    reference: str | None = Field(None, description="the row every other row is compared with, paired over the test images")
     input_shape: list[int] = Field(default_factory=lambda: [3, 512, 512], description="complexity tables: C, H, W")
     columns: list[Column]
     datasets: dict[str, DataSet]
@@ -71,6 +76,12 @@ class Table(_Strict):
     synthetic_overrides: dict[str, Any] = Field(default_factory=dict, description="overrides for the bundle's synthetic data (e.g. its classes)")
     notes: list[str] = Field(default_factory=list, description="where the paper disagrees with itself or we differ")
     bundle: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _reference_is_a_row(self) -> Table:
+        if self.reference is not None and self.reference not in {r.name for r in self.rows}:
+            raise ValueError(f"reference '{self.reference}' is not a row; rows: {', '.join(r.name for r in self.rows)}")
+        return self
 
     def row(self, name: str) -> Row:
         for row in self.rows:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny trainings r
 
 ARGS = [
     "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,pyconvunet", "--epochs", "1",
-    "--repeats", "1", "--panel_images", "2",
+    "--repeats", "1", "--panel_images", "2", "--seeds", "2",
     "--override", "synthetic#num_images=6", "--override", "synthetic#size=64", "--override", "patch_size=[64,64]",
     "--override", "batch_size=2", "--override", "arch_params={'base_channels': 8}",
 ]
@@ -50,6 +50,23 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"out": out, "uri": uri, "args": args, "state": json.loads((out / compare.STATE_FILE).read_text())}
 
 
+def test_two_seeds_give_mean_sd_and_a_paired_interval_against_the_reference_on_the_test_part(compared: dict) -> None:
+    rows = {r["architecture"]: r for r in csv.DictReader((compared["out"] / "comparison.csv").read_text().splitlines())}
+    state = compared["state"]["archs"]
+    for arch, row in rows.items():
+        seeds = [run["metrics"]["foreground_iou"] for run in state[arch]["seeds"].values()]
+        assert row["seeds"] == "2" and row["reported_part"] == "test"
+        assert float(row["foreground_iou"]) == pytest.approx(sum(seeds) / 2)
+        assert float(row["foreground_iou_sd"]) == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)
+        assert all(len(run["per_image"]) == 2 for run in state[arch]["seeds"].values())  # the 2 test images
+    assert rows["unet"]["vs_reference"] == ""  # the reference (the first of --archs)
+    paired = rows["pyconvunet"]
+    assert float(paired["ci_low"]) <= float(paired["vs_reference"]) <= float(paired["ci_high"])
+    assert paired["verdict"] in ("better", "worse", "no detectable difference")
+    table = (compared["out"] / "comparison.md").read_text()
+    assert "pyconvunet vs unet on the 2 test images, 2 seeds:" in table and "foreground_iou ± sd" in table
+
+
 def test_tables_list_every_architecture_with_scores_counts_and_times(compared: dict) -> None:
     rows = list(csv.DictReader((compared["out"] / "comparison.csv").read_text().splitlines()))
     assert [r["architecture"] for r in rows] == ["unet", "pyconvunet"]
@@ -60,7 +77,7 @@ def test_tables_list_every_architecture_with_scores_counts_and_times(compared: d
     assert float(rows[0]["paper_params_m"]) == 7.77  # unet's published Table 3 figure, from its plugin
     table = (compared["out"] / "comparison.md").read_text()
     assert "| unet |" in table and "| pyconvunet |" in table and "GMac @1x64x64" in table
-    assert "per image, then averaged" in table and "last epoch's weights" in table
+    assert "per image, then averaged" in table and "last epoch's weights" in table and "Reported part: **test**" in table
 
 
 def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(compared: dict) -> None:
@@ -68,11 +85,13 @@ def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(co
     mlflow = client(compared["uri"])
     parent = mlflow.get_run(parent_id)
     assert parent.info.run_name.startswith("compare-") and parent.info.status == "FINISHED"
-    kids = children(compared["uri"], parent_id)
-    assert sorted(r.data.params["architecture"] for r in kids) == ["pyconvunet", "unet"]
+    kids = children(compared["uri"], parent_id)  # one per architecture and seed
+    assert sorted((r.data.params["architecture"], r.data.params["seed"]) for r in kids) == [
+        ("pyconvunet", "0"), ("pyconvunet", "1"), ("unet", "0"), ("unet", "1")]
+    assert {"unet.test_foreground_iou_mean", "unet.test_foreground_iou_sd"} <= set(parent.data.metrics)
     for kid in kids:
         assert kid.info.status == "FINISHED"
-        assert {"heldout_miou_with_background", "heldout_dice", "params_m", "gmac", "train_loss", "val_miou_with_background"} <= set(kid.data.metrics)
+        assert {"test_miou_with_background", "test_dice", "params_m", "gmac", "train_loss", "val_miou_with_background"} <= set(kid.data.metrics)
         assert kid.data.params["config.epochs"] == "1" and kid.data.params["config.arch_params.base_channels"] == "8"
     artifacts = {a.path for a in mlflow.list_artifacts(parent_id)}
     assert {"comparison.md", "comparison.csv", "curves.png", "predictions.png"} <= artifacts
@@ -97,7 +116,7 @@ def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
         assert set(data) == {"training", "validation"}
         assert data["training"].name == "synthetic_cells" and data["training"].source_type == "synthetic"
         assert json.loads(data["training"].source) == {"generator": "synthetic_cells", "num_images": 6, "size": 64, "seed": 0}
-        assert json.loads(data["training"].profile)["num_images"] == 5 and len(data["training"].digest) == 10
+        assert json.loads(data["training"].profile)["num_images"] == 3  # 6 images: 2 test, 1 validation and len(data["training"].digest) == 10
         assert tags["mlflow.source.name"] == str((BUNDLES / "pyconvunet").resolve()) and tags["mlflow.source.type"] == "LOCAL"
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.user"]
         assert tags["segzoo.version"] == segzoo.__version__ and tags["segzoo.plugin.pyconvunet"]
@@ -106,14 +125,14 @@ def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
             "preset": "paper", "loss": "dice_bce", "epochs": "1", "batch_size": "2", "learning_rate": "0.001",
             "dataset": "synthetic_cells"}
         (evaluation,) = [r for r in runs(compared["uri"]) if r.data.tags.get("mlflow.parentRunId") == kid.info.run_id]
-        assert dataset_inputs(evaluation)["validation"].digest == data["validation"].digest  # the same held-out images
-        assert evaluation.data.tags["mlflow.note.content"] == f"evaluation of {arch} [paper] on synthetic_cells (validation)"
+        assert dataset_inputs(evaluation)["test"].digest not in (data["validation"].digest, data["training"].digest)
+        assert evaluation.data.tags["mlflow.note.content"] == f"evaluation of {arch} [paper] on synthetic_cells (test)"
     assert len({dataset_inputs(kid)["training"].digest for kid in kids}) == 1
     assert dataset_inputs(kids[0])["training"].digest != dataset_inputs(kids[0])["validation"].digest
     parent = mlflow.get_run(compared["state"]["parent_run_id"])  # its data is its children's, its description the table
     assert dataset_inputs(parent)["training"].digest == dataset_inputs(kids[0])["training"].digest
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("comparison of unet, pyconvunet on synthetic_cells, 1 epochs each\n\n")
+    assert description.startswith("comparison of unet, pyconvunet (2 seed(s) each, scored on the test part) on synthetic_cells, 1 epochs each\n\n")
     assert description.endswith((compared["out"] / "comparison.md").read_text())
 
 
@@ -129,12 +148,12 @@ def test_interrupted_comparison_trains_only_what_is_missing(compared: dict) -> N
     state_path = compared["out"] / compare.STATE_FILE
     state = json.loads(state_path.read_text())
     lost = state["archs"].pop("pyconvunet")  # as if stopped while pyconvunet was training
-    shutil.rmtree(lost["run_dir"])
+    shutil.rmtree(Path(lost["run_dir"]).parents[1])  # both of its seeds' runs
     state_path.write_text(json.dumps(state))
     assert main(["compare", *compared["args"]]) == 0
     kids = children(compared["uri"], state["parent_run_id"])
     names = sorted(r.data.params["architecture"] for r in kids)
-    assert names == ["pyconvunet", "pyconvunet", "unet"]  # the lost run stays in MLflow; unet was not retrained
+    assert names == ["pyconvunet"] * 4 + ["unet"] * 2  # the lost runs stay in MLflow; unet was not retrained
     assert json.loads(state_path.read_text())["archs"]["unet"] == state["archs"]["unet"]
 
 

@@ -116,15 +116,16 @@ def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, A
     return core_load_items(None, in_channels, synthetic)
 
 
-def stratified_split(items: list[dict[str, Any]], part: Literal["train", "val", "all"], val_fraction: float = 0.2, seed: int = 0) -> list[dict[str, Any]]:
-    """segzoo's seeded split applied per class, so validation holds every class (AUC needs both).
+def stratified_split(items: list[dict[str, Any]], part: Literal["train", "val", "test", "all"], val_fraction: float = 0.2,
+                     seed: int = 0, test_fraction: float = 0.0, test_seed: int = 0) -> list[dict[str, Any]]:
+    """segzoo's seeded split applied per class, so validation and test hold every class (AUC needs both).
 
     Each returned item gets ``index``, its position in the part: samplers and hard-example mining address images by it.
     """
     by_class: dict[int, list[dict[str, Any]]] = {}
     for item in items:
         by_class.setdefault(item["class"], []).append(item)
-    chosen = [item for cls in sorted(by_class) for item in split(by_class[cls], part, val_fraction, seed)]
+    chosen = [item for cls in sorted(by_class) for item in split(by_class[cls], part, val_fraction, seed, test_fraction, test_seed)]
     chosen.sort(key=lambda item: item["name"])
     return [{**item, "index": i} for i, item in enumerate(chosen)]
 

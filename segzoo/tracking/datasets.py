@@ -108,9 +108,9 @@ def dataset_origin(dataset_dir: str | None, synthetic: dict[str, Any] | None) ->
 
 
 def evaluation_context(folder_split: str, part: str) -> str:
-    """MLflow's context for the data an evaluation scores: the held-out ``val`` part of the training folder is
-    "validation", any other folder (``test/``) is "test", the rest of the training folder "training"."""
-    if folder_split != "train":
+    """MLflow's context for the data an evaluation scores: the ``val`` part of the training folder is "validation",
+    its ``test`` part or any other folder (``test/``) is "test", the rest of the training folder "training"."""
+    if folder_split != "train" or part == "test":
         return "test"
     return "validation" if part == "val" else "training"
 
