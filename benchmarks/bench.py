@@ -8,7 +8,8 @@ so a machine that gets busier during the run moves both sides. The load average 
 recorded: on a shared machine, read the ratios, not the seconds.
 
 A training probe (``training_overhead.py``) runs in a fresh process per architecture: the peak memory (resident
-set on CPU, allocated on GPU) of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer doing the same
+set on CPU, allocated on GPU) of one training step, then the epoch time of a plain PyTorch loop and of the bundle's trainer
+doing the same
 work on the bundle's default data (on a GPU, with the GPU's utilisation meanwhile).
 
 On a GPU (``--device cuda``) the bench adds bf16 inference, each network's first call, a training step at batch 5
@@ -163,7 +164,8 @@ def require_memory(what: str, needed: int) -> None:
     available = torch.cuda.mem_get_info(DEVICE)[0] if DEVICE.type == "cuda" else available_memory_bytes()
     if needed > 0.8 * available:
         raise SystemExit(
-            f"bench: {what} needs about {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of {DEVICE.type} memory is available; "
+            f"bench: {what} needs about {needed / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+            f"of {DEVICE.type} memory is available; "
             "free memory or run with --quick"
         )
 
@@ -182,7 +184,9 @@ def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def interleaved_seconds(calls: dict[str, Callable[[], Any]], repeats: int, warmup: bool = True, first: dict[str, float] | None = None) -> dict[str, float]:
+def interleaved_seconds(
+    calls: dict[str, Callable[[], Any]], repeats: int, warmup: bool = True, first: dict[str, float] | None = None
+) -> dict[str, float]:
     """Median seconds of each call, timed round-robin so load changes hit all alike.
 
     ``warmup=False`` saves a run where a slow first call is already excluded by the median (3 repeats or more)
@@ -207,7 +211,11 @@ def interleaved_seconds(calls: dict[str, Callable[[], Any]], repeats: int, warmu
 
 @torch.no_grad()
 def interleaved_latency(
-    models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], repeats: int, warmup: bool = True, dtype: torch.dtype | None = None,
+    models: dict[str, nn.Module],
+    inputs: dict[str, torch.Tensor],
+    repeats: int,
+    warmup: bool = True,
+    dtype: torch.dtype | None = None,
     first: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Median seconds per forward of each model (under autocast to ``dtype`` when given), interleaved."""
@@ -439,10 +447,14 @@ def implementation_section(ratios: dict[str, dict[str, float]] | None) -> list[s
     unet = ratios["unet_seconds"]
     keys = list(RATIO_GOALS)
     lines = [
-        "", title, "",
-        f"Time ratios, interleaved in one process; goals: batch 1 <= {RATIO_GOALS['batch1']}, batch {BIG_BATCH} fp32 and bf16 and "
+        "",
+        title,
+        "",
+        f"Time ratios, interleaved in one process; goals: batch 1 <= {RATIO_GOALS['batch1']}, "
+        f"batch {BIG_BATCH} fp32 and bf16 and "
         f"a training step (batch {STEP['batch_size']}, {STEP['size']}², fp32, Adam) <= {RATIO_GOALS['train_step']}. U-Net: "
-        + ", ".join(f"{key} {1000 * unet[key]:.2f} ms" for key in keys) + ".",
+        + ", ".join(f"{key} {1000 * unet[key]:.2f} ms" for key in keys)
+        + ".",
         "",
     ]
     rows = []
@@ -451,7 +463,9 @@ def implementation_section(ratios: dict[str, dict[str, float]] | None) -> list[s
             continue
         met = all(row[key] <= RATIO_GOALS[key] for key in row)
         rows.append([impl, *(f"{row[key]:.2f}x" if key in row else "-" for key in keys), "met" if met else "not met"])
-    return lines + table(["implementation", "batch 1", f"batch {BIG_BATCH}", f"batch {BIG_BATCH} bf16", "train step", "goals"], rows)
+    return lines + table(
+        ["implementation", "batch 1", f"batch {BIG_BATCH}", f"batch {BIG_BATCH} bf16", "train step", "goals"], rows
+    )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -489,7 +503,16 @@ def markdown(result: dict[str, Any]) -> str:
         sizes = [f"{row['params_m']:.2f}", f"{row['gmac']:.2f}", f"{scale * row['batch1_s']:.2f}"]
         extra = [gpu_cell(key, row.get(key)) for key in gpu_columns] if on_gpu else []
         rows.append([label, *sizes, f"{rate:.1f}", f"{100 * rate / mm_gmacs:.0f}", *big, *extra])
-    header = ["architecture", "params (M)", "GMac", f"batch 1 ({unit})", "GMac/s", "% of mm", f"batch 8 ({unit})", "batch 8 img/s"]
+    header = [
+        "architecture",
+        "params (M)",
+        "GMac",
+        f"batch 1 ({unit})",
+        "GMac/s",
+        "% of mm",
+        f"batch 8 ({unit})",
+        "batch 8 img/s",
+    ]
     lines += table([*header, *(gpu_columns.values() if on_gpu else [])], rows)
 
     goal = GOALS[m["device"]]
@@ -530,18 +553,33 @@ def markdown(result: dict[str, Any]) -> str:
             rows.append([label, row["error"], *[""] * 7])
             continue
         memory = f"{row['step_peak_memory_mib']:.0f} (+{row['step_memory_increase_mib']:.0f})"
-        wait = f"{row['data_wait_ms_per_step']:.1f} ({100 * row['data_wait_ms_per_step'] / 1000 / (row['bundle_epoch_s'] / row['steps_per_epoch']):.1f}%)"
+        step_ms = 1000 * row["bundle_epoch_s"] / row["steps_per_epoch"]
+        wait = f"{row['data_wait_ms_per_step']:.1f} ({100 * row['data_wait_ms_per_step'] / step_ms:.1f}%)"
         overhead = f"{row['bundle_overhead']:.3f}x"
         busy = row.get("gpu_utilisation_percent")
         utilisation = f"{busy:.0f}" if busy is not None else row.get("gpu_utilisation_source", "-")
-        cells = [memory, f"{row['plain_epoch_s']:.2f}", f"{row['bundle_epoch_s']:.2f}", overhead, wait, f"{row['bundle_fixed_s']:.1f}"]
+        cells = [
+            memory,
+            f"{row['plain_epoch_s']:.2f}",
+            f"{row['bundle_epoch_s']:.2f}",
+            overhead,
+            wait,
+            f"{row['bundle_fixed_s']:.1f}",
+        ]
         rows.append([label, *cells, utilisation])
     memory_title = "step peak GPU memory (MiB)" if m["device"] == "cuda" else "step peak RSS (MiB)"
     header = ["architecture", memory_title, "plain epoch (s)", "bundle epoch (s)", "bundle overhead"]
     lines += table([*header, "data wait per step, ms (% of step)", "bundle fixed (s)", "GPU utilisation (%)"], rows)
-    lines += ["", "GPU utilisation: mean over the bundle's timed epochs, sampled every 0.2 s (NVML's percentage of time a kernel ran)."]
+    lines += [
+        "",
+        "GPU utilisation: mean over the bundle's timed epochs, sampled every 0.2 s (NVML's percentage of time a kernel ran).",
+    ]
 
-    lines += ["", f"## {m['device'].upper()} options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)", ""]
+    lines += [
+        "",
+        f"## {m['device'].upper()} options (time relative to the default; inference 3x{SIZE}x{SIZE} batch 1 unless stated)",
+        "",
+    ]
     opts = list(result["options"].values())
     if not opts:
         return "\n".join([*lines, "(not run)"]) + "\n"
@@ -614,7 +652,10 @@ def collect(
     arch = result["architectures"]
     unet = next(label for label, name, _ in rows if name == "unet")
     result["goal"] = {
-        label: {"batch1": arch[label]["batch1_s"] / arch[unet]["batch1_s"], "batch8": arch[label]["batch8_s"] / arch[unet]["batch8_s"]}
+        label: {
+            "batch1": arch[label]["batch1_s"] / arch[unet]["batch1_s"],
+            "batch8": arch[label]["batch8_s"] / arch[unet]["batch8_s"],
+        }
         for label, name, _ in rows
         if name == "pyconvunet"
     }

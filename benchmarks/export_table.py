@@ -33,7 +33,11 @@ def main() -> None:
             for fmt in ("torchscript", "onnx"):
                 try:
                     result = export_network(network, fmt, Path(tmp) / f"{spec.name}.{fmt}", sample)
-                    print(f"| {spec.name} | {fmt} | {result.seconds:.1f} | {result.max_abs_diff:.1e} | {', '.join(result.outputs)} |", flush=True)
+                    print(
+                        f"| {spec.name} | {fmt} | {result.seconds:.1f} | {result.max_abs_diff:.1e} "
+                        f"| {', '.join(result.outputs)} |",
+                        flush=True,
+                    )
                 except ExportError as exc:
                     print(f"| {spec.name} | {fmt} | - | failed | {exc} |", flush=True)
 

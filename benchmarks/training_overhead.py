@@ -75,8 +75,12 @@ class PlainLoop:
         train, val = (split(items, part, r["val_fraction"], r["seed"]) for part in ("train", "val"))
         self.images = torch.stack([torch.as_tensor(item["image"]) for item in train]).to(device)
         self.labels = torch.stack([torch.as_tensor(item["label"]) for item in train]).to(device)
-        self.val = [(torch.as_tensor(item["image"])[None].to(device), torch.as_tensor(item["label"])[None].to(device)) for item in val]
-        self.net = segzoo.build("architecture", name, preset, in_channels=r["in_channels"], out_channels=1, final_activation="identity")
+        self.val = [
+            (torch.as_tensor(item["image"])[None].to(device), torch.as_tensor(item["label"])[None].to(device)) for item in val
+        ]
+        self.net = segzoo.build(
+            "architecture", name, preset, in_channels=r["in_channels"], out_channels=1, final_activation="identity"
+        )
         self.net.to(device)
         self.device = device
         self.loss = segzoo.build("loss", r["loss"])
@@ -152,11 +156,18 @@ def bundle_epochs(name: str, preset: str | None, epochs: int, tmp: Path, device:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     started = time.perf_counter()
     workflow = ConfigWorkflow(
-        config_file=str(TRAIN_CONFIG), workflow_type="train", epochs=epochs + 1, arch=name, preset=preset, device=f"$torch.device('{device}')"
+        config_file=str(TRAIN_CONFIG),
+        workflow_type="train",
+        epochs=epochs + 1,
+        arch=name,
+        preset=preset,
+        device=f"$torch.device('{device}')",
     )
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
-    (checkpoint,) = [h for h in workflow.parser.get_parsed_content("train#handlers") if isinstance(h, segzoo.engine.LastCheckpoint)]
+    (checkpoint,) = [
+        h for h in workflow.parser.get_parsed_content("train#handlers") if isinstance(h, segzoo.engine.LastCheckpoint)
+    ]
     marks: dict[str, Any] = {"data_wait": 0.0}
     sampler = UtilisationSampler(device)
 

@@ -214,7 +214,11 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
     browser.open(f"{url}/#/compare-runs?runs={runs}&experiments={experiments}&{MODEL_TRAINING_VIEW}", "Parameters")
     close_assistant(browser)
     browser.click("button", "Clear All")  # MLflow's first guess plots a system metric against every differing key
-    for label, name in (("Parameters:", "architecture"), ("Metrics:", "val_foreground_iou"), ("Metrics:", "heldout_foreground_iou")):
+    for label, name in (
+        ("Parameters:", "architecture"),
+        ("Metrics:", "val_foreground_iou"),
+        ("Metrics:", "heldout_foreground_iou"),
+    ):
         label_div = f"[...document.querySelectorAll('div')].find(e => e.innerText === {json.dumps(label)} && !e.children.length)"
         browser.choose(f"{label_div}.nextElementSibling.querySelector('input')", name)
     browser.click("[role=switch]")  # "Show diff only" in the parameter table

@@ -1,4 +1,5 @@
-"""The ``segzoo`` command: list, inspect and measure registered components; run bundles (compare, reproduce, tune); ship trained runs (export, pack)."""
+"""The ``segzoo`` command: list, inspect and measure registered components; run bundles (compare, reproduce, tune);
+ship trained runs (export, pack)."""
 
 from __future__ import annotations
 
@@ -165,11 +166,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_table3)
 
-    p = subparsers.add_parser("plugins", help="installed plugins with their components, and those that failed to load with the reason")
+    p = subparsers.add_parser(
+        "plugins", help="installed plugins with their components, and those that failed to load with the reason"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = subparsers.add_parser("new-plugin", help="scaffold a plugin package (entry point, component, params, tests) that passes its tests")
+    p = subparsers.add_parser(
+        "new-plugin", help="scaffold a plugin package (entry point, component, params, tests) that passes its tests"
+    )
     p.add_argument("name", help="component and entry-point name, a lowercase identifier; the package is segzoo-NAME")
     p.add_argument("--dir", default=".", help="folder to create segzoo-NAME in (default: the current one)")
     p.add_argument("--kind", default="architecture", choices=SCAFFOLD_KINDS)

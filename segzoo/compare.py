@@ -75,8 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="training epochs (default: the bundle's)")
     p.add_argument("--output", type=Path, help="folder of the tables, plots, runs and state (default: runs/<bundle>/compare); "
                                                  "rerun with the same one to resume")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="a bundle config override applied to every architecture (KEY as in --KEY; VALUE JSON or a Python literal)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a bundle config override applied to every architecture (KEY as in --KEY; VALUE JSON or a Python literal)",
+    )
     p.add_argument("--weights", choices=("last", "best"), default="last",
                    help="score the last epoch's weights (default) or the checkpoint with the best validation key metric "
                         "(selected on the validation part; the test part that is scored never selects)")

@@ -91,7 +91,8 @@ def ms_per_image(network: torch.nn.Module, inferer: Callable, image: Any, device
 
 
 def guess_paper_dataset(dataset_dir: str | None, archs: Sequence[str], preset: str | None) -> str | None:
-    """The dataset key of the published figures (``isbi2012`` in ``isbi2012.foreground_iou``) that ``dataset_dir``'s folder name names.
+    """The dataset key of the published figures (``isbi2012`` in ``isbi2012.foreground_iou``) that ``dataset_dir``'s
+    folder name names.
 
     A key matches when the folder name, lower-cased and without punctuation, contains it or its letters
     before the first digit (``isbi2012`` matches ``ISBI``, ``isbi-2012``). Synthetic data matches none.

@@ -95,7 +95,11 @@ def model_placement(model: nn.Module) -> dict[str, torch.device | torch.dtype]:
     """``device`` and ``dtype`` of the model's first floating-point parameter (CPU fp32 for a model without one),
     so probe inputs are built where the model lives instead of on the CPU."""
     first = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return {"device": first.device, "dtype": first.dtype} if first is not None else {"device": torch.device("cpu"), "dtype": torch.float32}
+    return (
+        {"device": first.device, "dtype": first.dtype}
+        if first is not None
+        else {"device": torch.device("cpu"), "dtype": torch.float32}
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

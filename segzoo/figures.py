@@ -58,7 +58,9 @@ def save_trials(trials: list[Any], names: list[str], metric: str, path: Path) ->
     values = [t.value for t in trials]
     fig, ax = plt.subplots(figsize=(6, 5))
     if len(names) >= 2:
-        points = ax.scatter([t.params[names[1]] for t in trials], [t.params[names[0]] for t in trials], c=values, cmap="coolwarm", edgecolors="k")
+        points = ax.scatter(
+            [t.params[names[1]] for t in trials], [t.params[names[0]] for t in trials], c=values, cmap="coolwarm", edgecolors="k"
+        )
         fig.colorbar(points, ax=ax, label=metric)
         ax.set_xlabel(names[1])
         ax.set_ylabel(names[0])

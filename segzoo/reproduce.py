@@ -37,10 +37,14 @@ STATE_FILE = "reproduce_state.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("reproduce", help="rerun a paper's table under its protocol; paper, ours and difference side by side")
+    p = subparsers.add_parser(
+        "reproduce", help="rerun a paper's table under its protocol; paper, ours and difference side by side"
+    )
     p.add_argument("table", nargs="?", help="table name, e.g. pyconvunet-table2 (see --list)")
     p.add_argument("--list", action="store_true", help="list the tables with the data each needs")
-    p.add_argument("--dataset_dir", help="folder of the paper's data (default: the bundle's synthetic data; numbers not comparable)")
+    p.add_argument(
+        "--dataset_dir", help="folder of the paper's data (default: the bundle's synthetic data; numbers not comparable)"
+    )
     p.add_argument("--dataset", help="which of the table's data sets --dataset_dir holds (default: guessed from the folder name)")
     p.add_argument("--epochs", type=int, help="shorten every training to this many epochs (a trial, not the paper's protocol)")
     p.add_argument("--rows", help="comma-separated row names to run (default: all)")
@@ -50,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the authors' protocol: select checkpoints on the test part that is reported (rows are labelled "
                         "'selected on the reported split'; optimistic)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="extra config override for every row")
-    p.add_argument("--output", type=Path, help="folder of the table, runs and state (default: runs/reproduce/TABLE); rerun to resume")
+    p.add_argument(
+        "--output", type=Path, help="folder of the table, runs and state (default: runs/reproduce/TABLE); rerun to resume"
+    )
     p.add_argument("--bundles_dir", type=Path, help="folder of the bundles that declare tables (default: ./bundles)")
     p.add_argument("--tracking_uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's default)")
     p.set_defaults(func=cmd_reproduce)
@@ -157,7 +163,9 @@ def _complexity(table: Table, row: Row, client: Any, parent: str) -> dict[str, A
     params = {**row.overrides}
     arch, preset = params.pop("arch"), params.pop("preset", None)
     channels, *size = table.input_shape
-    counts = measure(segzoo.build("architecture", arch, preset, in_channels=channels, out_channels=1, **params), channels, tuple(size))
+    counts = measure(
+        segzoo.build("architecture", arch, preset, in_channels=channels, out_channels=1, **params), channels, tuple(size)
+    )
     result = {"params_m": counts.params_m, "gmac": counts.gmac, "epochs": None}
     from segzoo.tracking.client import open_run
 

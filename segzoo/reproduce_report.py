@@ -127,7 +127,9 @@ def _markdown(table: Table, rows: list[Row], results: dict[str, dict[str, Any]],
                    "the test set, the image's own value of that metric (pooling leaves none to pair)."
                    if table.reference else "No reference row: no paired comparison.")]
         if epochs:
-            notes.append(f"**Shortened run: {epochs} epoch(s) per row instead of the protocol's**; expect lower scores than the paper.")
+            notes.append(
+                f"**Shortened run: {epochs} epoch(s) per row instead of the protocol's**; expect lower scores than the paper."
+            )
     notes += table.notes
     out = [f"# {table.title}", "", *(f"- {n}" for n in notes), "",
            "| " + " | ".join(COLUMNS.values()) + " |", "|" + "---|" * len(COLUMNS)]

@@ -46,7 +46,9 @@ class DataSet(_Strict):
     source: str = Field(description="public source (URL), or why there is none")
     layout: str = Field(description="the folder layout --dataset_dir must have")
     aliases: list[str] = Field(default_factory=list, description="folder-name fragments that identify it (isbi, isbicell)")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="config overrides this data set needs (classes, label mapping)")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="config overrides this data set needs (classes, label mapping)"
+    )
 
 
 class Row(_Strict):
@@ -63,7 +65,9 @@ class Table(_Strict):
     citation: str
     kind: Literal["train", "complexity"] = Field("train", description="train and evaluate every row, or count parameters/MACs")
     protocol: str = Field(description="the paper's protocol in one line, as the recipe implements it")
-    recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's train.json (relative to the bundle)")
+    recipe: list[str] = Field(
+        default_factory=list, description="files merged over the bundle's train.json (relative to the bundle)"
+    )
     evaluate_recipe: list[str] = Field(default_factory=list, description="files merged over the bundle's evaluate.json")
     weights: Literal["best", "last"] = Field("best", description="evaluate the best-validation checkpoint or the last epoch's")
     split: str = Field("the bundle's train.json parts (test_fraction, test_seed, val_fraction, split_seed)",
@@ -73,7 +77,9 @@ class Table(_Strict):
     columns: list[Column]
     datasets: dict[str, DataSet]
     rows: list[Row]
-    synthetic_overrides: dict[str, Any] = Field(default_factory=dict, description="overrides for the bundle's synthetic data (e.g. its classes)")
+    synthetic_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="overrides for the bundle's synthetic data (e.g. its classes)"
+    )
     notes: list[str] = Field(default_factory=list, description="where the paper disagrees with itself or we differ")
     bundle: Path = Field(Path("."), exclude=True)
 

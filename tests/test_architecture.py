@@ -119,7 +119,9 @@ def test_no_module_imports_up_a_floor():
 
 def test_engine_and_export_do_not_import_each_other_both_ways():
     graph = import_graph()
-    export_to_engine = [(s, t) for s, ts in graph.items() for t in ts if s.startswith("segzoo.export") and t.startswith("segzoo.engine")]
+    export_to_engine = [
+        (s, t) for s, ts in graph.items() for t in ts if s.startswith("segzoo.export") and t.startswith("segzoo.engine")
+    ]
     assert export_to_engine == []
 
 
@@ -143,7 +145,9 @@ def test_plugin_api_names_are_declared_in_all():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module in PLUGIN_API and node.module != "segzoo.errors":
                 module = importlib.import_module(node.module)
-                undeclared += [f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names if a.name not in module.__all__]
+                undeclared += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names if a.name not in module.__all__
+                ]
     assert undeclared == []
 
 
@@ -151,7 +155,11 @@ def test_segzoo_error_has_one_import_path():
     elsewhere = []
     for path in [*(ROOT / "segzoo").rglob("*.py"), *(ROOT / "plugins").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and any(a.name == "SegzooError" for a in node.names) and node.module != "segzoo.errors":
+            if (
+                isinstance(node, ast.ImportFrom)
+                and any(a.name == "SegzooError" for a in node.names)
+                and node.module != "segzoo.errors"
+            ):
                 elsewhere.append(f"{path.relative_to(ROOT)}: from {node.module} import SegzooError")
     assert elsewhere == []
 

@@ -18,7 +18,9 @@ import bench  # noqa: E402
 def test_quick_bench_at_toy_sizes_reports_every_section(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench, "DEVICE", torch.device("cpu"))
     monkeypatch.setattr(bench, "SIZE", 32)
-    monkeypatch.setattr(bench, "configurations", lambda quick: [("unet[paper]", "unet", "paper"), ("pyconvunet[paper]", "pyconvunet", "paper")])
+    monkeypatch.setattr(
+        bench, "configurations", lambda quick: [("unet[paper]", "unet", "paper"), ("pyconvunet[paper]", "pyconvunet", "paper")]
+    )
     monkeypatch.setattr(bench, "BIG_BATCH", 2)
     monkeypatch.setattr(bench, "STEP", {"size": 32, "batch_size": 1})
     monkeypatch.setattr(bench, "matmul_gflops", lambda: 1.0)
@@ -27,7 +29,9 @@ def test_quick_bench_at_toy_sizes_reports_every_section(monkeypatch: pytest.Monk
     assert set(result["architectures"]) == {"unet[paper]", "pyconvunet[paper]"}
     ratios = result["implementations"]
     assert set(ratios) == {"unet_seconds", "auto", "grouped", "channels_last", "merged", "dense", "dense_merged"}
-    assert all(set(row) == set(bench.RATIO_GOALS) and min(row.values()) > 0 for key, row in ratios.items() if key != "unet_seconds")
+    assert all(
+        set(row) == set(bench.RATIO_GOALS) and min(row.values()) > 0 for key, row in ratios.items() if key != "unet_seconds"
+    )
     report = bench.markdown(result)
     assert "| dense_merged |" in report and ("| met |" in report or "| not met |" in report)
     assert "(training probes not run)" in report

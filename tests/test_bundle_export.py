@@ -28,7 +28,8 @@ def test_ckpt_export_turns_a_training_checkpoint_into_torchscript(bundle: str, n
     parser.read_config(str(config))
     parser.update(overrides)
     network = parser.get_parsed_content(net_id).eval()
-    # last.pt's layout (segzoo.engine.LastCheckpoint); model.pt (CheckpointSaver) is the bare state dict, exported without --key_in_ckpt
+    # last.pt's layout (segzoo.engine.LastCheckpoint); model.pt (CheckpointSaver) is the bare state dict, exported
+    # without --key_in_ckpt
     torch.save({"model": network.state_dict(), "optimizer": {}, "trainer": {}}, tmp_path / "last.pt")
     ckpt_export(net_id=net_id, filepath=str(tmp_path / "model.ts"), ckpt_file=str(tmp_path / "last.pt"), key_in_ckpt="model",
                 meta_file=str(BUNDLES / bundle / "configs" / "metadata.json"), config_file=str(config),
@@ -41,4 +42,6 @@ def test_ckpt_export_turns_a_training_checkpoint_into_torchscript(bundle: str, n
 
 @pytest.mark.parametrize("bundle", ["pyconvunet", "frem", "munet"])
 def test_bundle_metadata_passes_the_schema_kept_in_the_repository(bundle: str) -> None:
-    verify_metadata(meta_file=str(BUNDLES / bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))  # a present file: no download
+    verify_metadata(
+        meta_file=str(BUNDLES / bundle / "configs" / "metadata.json"), filepath=str(SCHEMA)
+    )  # a present file: no download

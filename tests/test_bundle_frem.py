@@ -112,23 +112,66 @@ def test_supervision_row_trains_on_tem_files_then_evaluates_and_segments_whole_i
 
     data = tmp_path / "tem"
     write_tem_slices(data)
-    row = ["--preset", "supervision", "--loss", "deep_supervision", "--lambda", "0.3257", "--arch_params#base_channels", "8", "--patch_size", "[64,64]"]
-    run_bundle(["run", "training", "--config_file", str(CONFIGS / "train.json"), "--epochs", "1", "--batch_size", "2",
-                "--dataset_dir", str(data), "--label_mapping_name", "tem_4class", *row], cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    row = [
+        "--preset",
+        "supervision",
+        "--loss",
+        "deep_supervision",
+        "--lambda",
+        "0.3257",
+        "--arch_params#base_channels",
+        "8",
+        "--patch_size",
+        "[64,64]",
+    ]
+    run_bundle(
+        [
+            "run",
+            "training",
+            "--config_file",
+            str(CONFIGS / "train.json"),
+            "--epochs",
+            "1",
+            "--batch_size",
+            "2",
+            "--dataset_dir",
+            str(data),
+            "--label_mapping_name",
+            "tem_4class",
+            *row,
+        ],
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     (run_dir,) = (tmp_path / "runs" / "frem").iterdir()
     client = MlflowClient()  # the session's store: creating a fresh one costs seconds
-    (trained,) = client.search_runs([client.get_experiment_by_name("frem").experiment_id], filter_string=f"tags.mlflow.runName = '{run_dir.name}'")
+    (trained,) = client.search_runs(
+        [client.get_experiment_by_name("frem").experiment_id], filter_string=f"tags.mlflow.runName = '{run_dir.name}'"
+    )
     assert trained.data.params["loss"] == "deep_supervision" and trained.data.params["loss.aux_weight"] == "0.3257"
     assert trained.data.params["dataset.label_mapping"] == "tem_4class"
     assert {"val_miou_with_background", *(f"val_iou_{name}" for name in CLASS_NAMES)} <= set(trained.data.metrics)
 
-    shared = {"preset": "supervision", "arch_params#base_channels": 8, "patch_size": [64, 64], "runs_dir": str(tmp_path / "runs" / "frem")}
-    run("evaluating", config_file=str(CONFIGS / "evaluate.json"), dataset_dir=str(data), label_mapping_name="tem_4class", **shared)
+    shared = {
+        "preset": "supervision",
+        "arch_params#base_channels": 8,
+        "patch_size": [64, 64],
+        "runs_dir": str(tmp_path / "runs" / "frem"),
+    }
+    run(
+        "evaluating", config_file=str(CONFIGS / "evaluate.json"), dataset_dir=str(data), label_mapping_name="tem_4class", **shared
+    )
     rows = list(csv.DictReader((run_dir / "eval" / "per_image.csv").read_text().splitlines()))
     assert len(rows) == 1 and set(rows[0]) == {"image", "miou_with_background", *(f"iou_{name}" for name in CLASS_NAMES)}
 
     masks = tmp_path / "masks"
-    run("inference", config_file=str(CONFIGS / "inference.json"), input_dir=str(data / "train" / "images"), output_dir=str(masks), **shared)
+    run(
+        "inference",
+        config_file=str(CONFIGS / "inference.json"),
+        input_dir=str(data / "train" / "images"),
+        output_dir=str(masks),
+        **shared,
+    )
     predicted = tifffile.imread(masks / "00.tif")  # TIFF in, TIFF out
     assert predicted.shape == (128, 128) and set(np.unique(predicted)) <= {0, 1, 2, 3}
 

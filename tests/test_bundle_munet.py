@@ -125,10 +125,14 @@ def test_hard_example_mining_oversamples_low_confidence_images() -> None:
     sampler = balanced_sampler(items)
     miner = HardExampleMining(sampler, threshold=0.5, factor=3.0)
     logits = [torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([0.0, 2.0]), torch.tensor([2.0, 0.0])]
-    engine = SimpleNamespace(state=SimpleNamespace(
-        batch=[{"index": i} for i in range(4)],
-        output=[{"pred": {"logits": logit}, "label": {"label": torch.tensor(item["class"])}} for logit, item in zip(logits, items)],
-    ))
+    engine = SimpleNamespace(
+        state=SimpleNamespace(
+            batch=[{"index": i} for i in range(4)],
+            output=[
+                {"pred": {"logits": logit}, "label": {"label": torch.tensor(item["class"])}} for logit, item in zip(logits, items)
+            ],
+        )
+    )
     miner.record(engine)
     miner.reweight(engine)
     assert sampler.weights.tolist() == pytest.approx([0.5, 1.5, 0.5, 1.5])  # images 1 and 3 were misclassified
@@ -136,7 +140,9 @@ def test_hard_example_mining_oversamples_low_confidence_images() -> None:
 
 def test_synthetic_lesions_are_seeded_imbalanced_and_differ_in_shape() -> None:
     items = synthetic_lesions(num_images=20, size=96, malignant_fraction=0.3, seed=3)
-    assert [i["class"] for i in items] == [i["class"] for i in synthetic_lesions(num_images=20, size=96, malignant_fraction=0.3, seed=3)]
+    assert [i["class"] for i in items] == [
+        i["class"] for i in synthetic_lesions(num_images=20, size=96, malignant_fraction=0.3, seed=3)
+    ]
     assert sum(i["class"] for i in items) == 6
 
     def compactness(mask: np.ndarray) -> float:  # perimeter^2 / area: lowest for a disc, high for spiculated outlines
@@ -159,4 +165,7 @@ def test_labelled_folder_reads_classes_from_csv(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no class for 1 image"):
         labelled_folder(str(tmp_path))
     (tmp_path / "train" / "classes.csv").write_text("image,label\na.png,1\nb,0\n")
-    assert [(i["name"], i["class"], float(i["label"].max())) for i in labelled_folder(str(tmp_path))] == [("a", 1, 1.0), ("b", 0, 1.0)]
+    assert [(i["name"], i["class"], float(i["label"].max())) for i in labelled_folder(str(tmp_path))] == [
+        ("a", 1, 1.0),
+        ("b", 0, 1.0),
+    ]

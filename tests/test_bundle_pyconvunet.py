@@ -54,7 +54,9 @@ def test_bundle_layout_is_complete() -> None:
 def test_verify_net_in_out_passes() -> None:
     from monai.bundle import verify_net_in_out
 
-    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "train.json"), n=2)
+    verify_net_in_out(
+        net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "train.json"), n=2
+    )
 
 
 def test_swapping_the_architecture_is_one_override() -> None:
@@ -95,7 +97,9 @@ def test_training_run_is_logged_to_mlflow(trained: dict) -> None:
     assert params["architecture"] == "pyconvunet" and params["architecture.preset"] == "paper"
     assert params["loss"] == "dice_bce" and params["config.epochs"] == "2"
     assert run.data.tags["segzoo.plugin.pyconvunet"] and run.data.tags["mlflow.source.git.commit"]
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
+        a.path for a in client.list_artifacts(run.info.run_id, "config")
+    }
     assert {"model.pt", "curves.png", "predictions.png", "config/resolved_config.json"} <= artifacts
     # the store is one folder: artifacts beside mlflow.db, not in ./mlruns of wherever the run started
     assert run.info.artifact_uri.startswith((trained["cwd"] / "mlruns").as_uri())
@@ -125,7 +129,8 @@ def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
     summary = {r["metric"]: float(r["mean"]) for r in csv.DictReader(open(eval_dir / "summary.csv"))}
     assert summary["miou_with_background"] == pytest.approx(float(rows[0]["miou_with_background"]), abs=1e-5)
     runs = mlflow_client(trained["uri"]).search_runs(
-        [mlflow_client(trained["uri"]).get_experiment_by_name("pyconvunet").experiment_id], filter_string="tags.mlflow.runName LIKE 'evaluate-%'"
+        [mlflow_client(trained["uri"]).get_experiment_by_name("pyconvunet").experiment_id],
+        filter_string="tags.mlflow.runName LIKE 'evaluate-%'",
     )
     assert runs and "miou_with_background" in runs[0].data.metrics
 
@@ -159,9 +164,27 @@ def test_multi_process_training_with_gloo(tmp_path: Path) -> None:
     configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "monai.bundle", "run", "training",
-         "--config_file", configs, "--epochs", "1", *TINY],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            configs,
+            "--epochs",
+            "1",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     (run_dir,) = (tmp_path / "runs" / "pyconvunet").iterdir()
@@ -186,7 +209,9 @@ def test_an_unknown_component_names_the_config_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bundle", ["pyconvunet", "frem", "munet"])
-def test_training_batches_reach_the_network_as_plain_tensors(bundle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_batches_reach_the_network_as_plain_tensors(
+    bundle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """MONAI's MetaTensor bookkeeping on every network operation made training steps 3-19% slower, and the
     transforms 4x slower; the training configs switch it off when they initialize."""
     import torch
@@ -228,7 +253,8 @@ def test_switches_accept_lowercase_text_and_refuse_anything_else() -> None:
 # -- using the trained model without segzoo (issue 14) ----------------------------------------------
 def without_segzoo(code: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``code`` in a fresh Python in which ``import segzoo`` (and any plugin) fails, as on a machine without them."""
-    blocker = "import sys; sys.modules.update(dict.fromkeys(['segzoo', 'segzoo_pyconvunet', 'segzoo_baselines', 'segzoo_frem', 'segzoo_munet']))\n"
+    blocker = ("import sys; sys.modules.update(dict.fromkeys("
+               "['segzoo', 'segzoo_pyconvunet', 'segzoo_baselines', 'segzoo_frem', 'segzoo_munet']))\n")
     env = {**os.environ, **(env or {})}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([sys.executable, "-c", blocker + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)

@@ -15,7 +15,9 @@ def test_list_json_has_one_object_per_component(capsys: pytest.CaptureFixture[st
     assert main(["list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {"kind", "name", "plugin", "plugin_version", "summary"} == set(rows[0])
-    assert {("architecture", "pyconvunet"), ("block", "pyconv"), ("loss", "dice_bce"), ("metric", "miou_with_background")} <= {(r["kind"], r["name"]) for r in rows}
+    assert {("architecture", "pyconvunet"), ("block", "pyconv"), ("loss", "dice_bce"), ("metric", "miou_with_background")} <= {
+        (r["kind"], r["name"]) for r in rows
+    }
 
 
 def test_list_filters_by_kind(capsys: pytest.CaptureFixture[str]) -> None:

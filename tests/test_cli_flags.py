@@ -23,7 +23,9 @@ def test_every_visible_flag_is_spelled_with_underscores() -> None:
     assert dashed == []
 
 
-def test_an_old_dashed_flag_still_works_and_warns_once(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_old_dashed_flag_still_works_and_warns_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(segzoo.flags, "_warned", set())
     assert main(["complexity", "unet", "--size", "32", "--in-channels", "2", "--in-channels", "1", "--out-channels", "2"]) == 0
     old = capsys.readouterr()

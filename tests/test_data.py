@@ -45,7 +45,9 @@ def _pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> None:
     Image.fromarray(mask).save(root / "train" / "labels" / name)
 
 
-@hostile("data", "mask of another size than its image", "refused naming both files", "labels/a.png is 16x32 but its image ... is 32x32")
+@hostile(
+    "data", "mask of another size than its image", "refused naming both files", "labels/a.png is 16x32 but its image ... is 32x32"
+)
 def test_mask_of_another_size_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "a.png", np.zeros((32, 32), np.uint8), np.zeros((16, 32), np.uint8))
     with pytest.raises(DataError, match=r"labels/a.png is 16x32 but its image .* is 32x32"):
@@ -58,7 +60,12 @@ def test_unexpected_label_values_name_the_file_and_fix(tmp_path: Path) -> None:
         load_folder(str(tmp_path))
 
 
-@hostile("data", "corrupt image file", "refused naming the file", "cannot read .../images/a.png: ... Check the file is a valid .png image, or remove it")
+@hostile(
+    "data",
+    "corrupt image file",
+    "refused naming the file",
+    "cannot read .../images/a.png: ... Check the file is a valid .png image, or remove it",
+)
 def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "a.png", np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8))
     (tmp_path / "train" / "images" / "a.png").write_bytes(b"not a png")
@@ -76,7 +83,12 @@ def test_empty_folder_and_missing_mask_are_errors(tmp_path: Path) -> None:
         load_folder(str(tmp_path))
 
 
-@hostile("data", "RGB image for a 1-channel network", "refused naming the file and both fixes", "rgb.png has 3 channels but the network expects in_channels=1")
+@hostile(
+    "data",
+    "RGB image for a 1-channel network",
+    "refused naming the file and both fixes",
+    "rgb.png has 3 channels but the network expects in_channels=1",
+)
 def test_wrong_channel_count_names_the_file(tmp_path: Path) -> None:
     _pair(tmp_path, "rgb.png", np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8))
     with pytest.raises(DataError, match=r"rgb.png has 3 channels but the network expects in_channels=1"):
@@ -92,7 +104,9 @@ def test_tiff_and_itk_formats_and_label_mapping(tmp_path: Path) -> None:
     (tmp_path / "train" / "labels").mkdir(parents=True)
     image = (np.arange(64, dtype=np.uint16) * 100).reshape(8, 8)
     tifffile.imwrite(tmp_path / "train" / "images" / "s1.tif", image)
-    itk.imwrite(itk.image_from_array(np.where(image > 3000, 191, 32).astype(np.uint8)), str(tmp_path / "train" / "labels" / "s1.mha"))
+    itk.imwrite(
+        itk.image_from_array(np.where(image > 3000, 191, 32).astype(np.uint8)), str(tmp_path / "train" / "labels" / "s1.mha")
+    )
     items = load_folder(str(tmp_path), labels="indexed", label_mapping={32: 0, 191: 2})
     assert items[0]["image"].max() == pytest.approx(6300 / 65535)
     assert set(np.unique(items[0]["label"])) == {0.0, 2.0}
@@ -101,7 +115,9 @@ def test_tiff_and_itk_formats_and_label_mapping(tmp_path: Path) -> None:
 
 def test_offline_expansion_adds_each_flip_and_rotation_once() -> None:
     image = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
-    items = expand_offline([{"image": image, "label": image > 2, "name": "a"}], ["identity", "flip_h", "flip_v", "rot90", "rot180"])
+    items = expand_offline(
+        [{"image": image, "label": image > 2, "name": "a"}], ["identity", "flip_h", "flip_v", "rot90", "rot180"]
+    )
     assert [i["name"] for i in items] == ["a@identity", "a@flip_h", "a@flip_v", "a@rot90", "a@rot180"]
     assert items[1]["image"][0].tolist() == [[2, 1, 0], [5, 4, 3]] and items[2]["image"][0].tolist() == [[3, 4, 5], [0, 1, 2]]
     assert items[3]["image"].shape == (1, 3, 2) and items[4]["image"][0].tolist() == [[5, 4, 3], [2, 1, 0]]

@@ -83,7 +83,11 @@ def test_the_bench_builds_models_and_inputs_on_its_device(meta_bench: None) -> N
 def test_gpu_facts_say_why_there_is_no_utilisation_off_a_gpu() -> None:
     sampler = gpu_facts.UtilisationSampler(torch.device("cpu"))
     sampler.start()
-    assert sampler.stop() == {"gpu_utilisation_percent": None, "gpu_utilisation_source": "n/a on cpu", "gpu_utilisation_samples": 0}
+    assert sampler.stop() == {
+        "gpu_utilisation_percent": None,
+        "gpu_utilisation_source": "n/a on cpu",
+        "gpu_utilisation_samples": 0,
+    }
 
 
 def test_bench_on_cuda_without_a_gpu_stops_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -131,7 +131,9 @@ def test_segzoo_export_mlflow_writes_a_model_folder_that_predicts_masks(run_dir:
     import mlflow
 
     assert main(["export", str(run_dir), "--format", "mlflow", "--size", "64"]) == 0
-    masks = mlflow.pyfunc.load_model(str(run_dir / "mlflow_model")).predict(np.random.default_rng(0).random((1, 1, 40, 50), dtype=np.float32))
+    masks = mlflow.pyfunc.load_model(str(run_dir / "mlflow_model")).predict(
+        np.random.default_rng(0).random((1, 1, 40, 50), dtype=np.float32)
+    )
     assert masks.shape == (1, 40, 50) and masks.dtype == np.uint8
     assert sorted(p.name for p in run_dir.iterdir()) == ["components.json", "mlflow_model", "model.pt"]  # nothing left beside it
 

@@ -28,8 +28,20 @@ TINY_RUN = {"pyconvunet": TINY, "frem": TINY, "munet": MUNET_TINY}  # each bundl
 
 def train(bundle: str, cwd: Path, *options: str) -> Path:
     """Two epochs of ``bundle`` on tiny synthetic data on the default device (the GPU); the run's folder."""
-    proc = run_bundle(["run", "training", "--config_file", str(BUNDLES / bundle / "configs" / "train.json"), "--epochs", "2", *TINY_RUN[bundle], *options],
-                      cwd=cwd, env={"MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"})
+    proc = run_bundle(
+        [
+            "run",
+            "training",
+            "--config_file",
+            str(BUNDLES / bundle / "configs" / "train.json"),
+            "--epochs",
+            "2",
+            *TINY_RUN[bundle],
+            *options,
+        ],
+        cwd=cwd,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"},
+    )
     assert "Epoch [2/2]" in proc.stdout + proc.stderr
     (run_dir,) = (cwd / "runs" / bundle).iterdir()
     assert (run_dir / "last.pt").is_file() and (run_dir / "model.pt").is_file()
@@ -99,7 +111,14 @@ def test_the_bench_cuda_path_produces_every_table(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench, "STEP", {"size": 64, "batch_size": 2})
     result = bench.collect(quick=True, repeats=2, training_probes=False, ratios=True)
     report = bench.markdown(result)
-    for text in ("first call (s)", "batch 8 bf16 (ms)", "train step peak (MiB)", "| dense |", "auto + CUDA graph", "bf16 autocast"):
+    for text in (
+        "first call (s)",
+        "batch 8 bf16 (ms)",
+        "train step peak (MiB)",
+        "| dense |",
+        "auto + CUDA graph",
+        "bf16 autocast",
+    ):
         assert text in report, text
     assert result["machine"]["gpu"] == torch.cuda.get_device_name(CUDA) and result["machine"]["driver"]
     assert all(row["train_step_peak_mib"] > 0 for row in result["architectures"].values())
@@ -117,9 +136,27 @@ def test_ddp_on_nccl_through_multi_gpu_train(tmp_path: Path) -> None:
     configs = BUNDLES / "pyconvunet" / "configs"
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534", "-m", "monai.bundle", "run", "training",
-         "--config_file", f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']", "--epochs", "1", *TINY],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29534",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']",
+            "--epochs",
+            "1",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     (run_dir,) = (tmp_path / "runs" / "pyconvunet").iterdir()

@@ -30,7 +30,8 @@ def test_old_miou_name_warns_and_equals_miou_with_background() -> None:
 
 
 def test_mean_dice_never_exceeds_the_bound_of_mean_foreground_iou() -> None:
-    """Per image Dice = 2 IoU / (1 + IoU); averaged, Dice <= 2 mIoU / (1 + mIoU): the check that shows which IoU a paper reports."""
+    """Per image Dice = 2 IoU / (1 + IoU); averaged, Dice <= 2 mIoU / (1 + mIoU): the check that shows which IoU a paper
+    reports."""
     pred = torch.cat([PRED, TRUE, 1 - TRUE])
     true = torch.cat([TRUE, TRUE, TRUE])  # fg IoU per image: 1/2, 1, 0
     iou, dice = _score("foreground_iou", pred, true), _score("dice", pred, true)

@@ -74,7 +74,9 @@ def test_failed_plugins_do_not_stop_the_others(manager: PluginManager) -> None:
     assert manager.registry.get("loss", "dice").plugin == "segzoo.builtin.losses"
 
 
-def test_segzoo_plugins_lists_loaded_plugins_and_failures_with_their_reason(manager: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_segzoo_plugins_lists_loaded_plugins_and_failures_with_their_reason(
+    manager: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["plugins"]) == 0
     loaded, _, failed = capsys.readouterr().out.partition("not loaded:")
     good = next(line for line in loaded.splitlines() if line.startswith("good "))
@@ -85,7 +87,9 @@ def test_segzoo_plugins_lists_loaded_plugins_and_failures_with_their_reason(mana
     assert "segzoo_test_old_plugin" in reasons["too_old"] and f"<0.1 but segzoo {segzoo.__version__}" in reasons["too_old"]
 
 
-def test_segzoo_plugins_json_has_version_module_components_and_error(manager: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_segzoo_plugins_json_has_version_module_components_and_error(
+    manager: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["plugins", "--json"]) == 0
     plugins = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert plugins["good"] == {

@@ -69,7 +69,9 @@ def _plugin(name: str, kind: str = "loss"):
 def test_a_second_plugin_registering_the_same_name_is_refused_naming_both_and_the_first_stays() -> None:
     manager = PluginManager()
     manager.register(_plugin("twin"), name="first-plugin", version="1.0")
-    with pytest.warns(SegzooPluginWarning, match="loss 'twin' is registered twice: by plugin 'first-plugin' and by plugin 'second-plugin'"):
+    with pytest.warns(
+        SegzooPluginWarning, match="loss 'twin' is registered twice: by plugin 'first-plugin' and by plugin 'second-plugin'"
+    ):
         assert manager.register(_plugin("twin"), name="second-plugin", version="2.0") is None
     assert manager.registry.get("loss", "twin").plugin == "first-plugin"
 
@@ -86,7 +88,9 @@ def test_a_plugin_that_fails_to_import_warns_and_the_others_load() -> None:
 
 def test_an_architecture_without_the_parameters_bundles_pass_is_refused_at_registration() -> None:
     manager = PluginManager()
-    with pytest.warns(SegzooPluginWarning, match="lacks in_channels, out_channels, final_activation.*segzoo.nn.ArchitectureParams"):
+    with pytest.warns(
+        SegzooPluginWarning, match="lacks in_channels, out_channels, final_activation.*segzoo.nn.ArchitectureParams"
+    ):
         manager.register(_plugin("no_channels", kind="architecture"), name="careless", version="1.0")
     assert ("architecture", "no_channels") not in manager.registry and manager.plugins[-1].error
 

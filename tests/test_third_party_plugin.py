@@ -30,7 +30,9 @@ PIP = (sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input")
 def run(*command: str | os.PathLike, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run a command to completion; a failure shows its output instead of only its exit status."""
     result = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(map(str, command))} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, command))} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -73,7 +75,9 @@ def test_trains_one_epoch_through_the_pyconvunet_bundle_by_name_override_alone(
     import mlflow
 
     train_json = BUNDLES / "pyconvunet" / "configs" / "train.json"
-    run_bundle(["run", "training", "--config_file", str(train_json), "--arch", "multiresunet", "--epochs", "1", *TINY_32], cwd=tmp_path)
+    run_bundle(
+        ["run", "training", "--config_file", str(train_json), "--arch", "multiresunet", "--epochs", "1", *TINY_32], cwd=tmp_path
+    )
 
     assert len(list(tmp_path.glob("runs/pyconvunet/*/model.pt"))) == 1
     client = mlflow.MlflowClient(tracking_uri)

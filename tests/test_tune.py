@@ -26,11 +26,18 @@ def tune(*argv: str) -> int:
 
 
 def test_space_and_overrides_parse_with_errors_that_show_the_format() -> None:
-    assert parse_space("B:int:1:512, X:float:1:1000:log") == [Dimension("B", "int", 1, 512), Dimension("X", "float", 1, 1000, log=True)]
+    assert parse_space("B:int:1:512, X:float:1:1000:log") == [
+        Dimension("B", "int", 1, 512),
+        Dimension("X", "float", 1, 1000, log=True),
+    ]
     for bad in ("B:int:1", "B:str:1:2", "B:int:5:1", "X:float:a:b", ""):
         with pytest.raises(SegzooError, match="space"):
             parse_space(bad)
-    assert parse_overrides(["patch_size=[64,64]", "train_hook=frem", "amp=true"]) == {"patch_size": [64, 64], "train_hook": "frem", "amp": True}
+    assert parse_overrides(["patch_size=[64,64]", "train_hook=frem", "amp=true"]) == {
+        "patch_size": [64, 64],
+        "train_hook": "frem",
+        "amp": True,
+    }
     with pytest.raises(SegzooError, match="KEY=VALUE"):
         parse_overrides(["train_hook"])
     with pytest.raises(SegzooError, match="--epochs"):
@@ -59,7 +66,9 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert sorted(r.info.run_name for r in children) == ["s-trial-0000", "s-trial-0001"]
     for child, trial in zip(sorted(children, key=lambda r: r.info.run_name), study.trials):
         assert child.data.params["train_hook"] == "frem" and int(child.data.params["train_hook.B"]) == trial.params["B"]
-        assert child.data.metrics["val_miou_with_background"] == pytest.approx(trial.value)  # one epoch: the last value is the best
+        assert child.data.metrics["val_miou_with_background"] == pytest.approx(
+            trial.value
+        )  # one epoch: the last value is the best
 
     best = json.loads((out / BEST_OVERRIDE).read_text())
     assert best == {**parse_overrides(TINY_FREM), **study.best_params}
@@ -69,7 +78,9 @@ def test_tune_nests_trials_writes_the_best_override_and_resumes(tmp_path: Path, 
     assert {BEST_OVERRIDE, TRIALS_PLOT} <= {a.path for a in client.list_artifacts(parent_id)}
     # the runs list says what the study found: its trials best first, under short names B and X; its data is the trials'
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("TPE search of B, X maximising val_miou_with_background, 2 trials on synthetic_em, 1 epochs each")
+    assert description.startswith(
+        "TPE search of B, X maximising val_miou_with_background, 2 trials on synthetic_em, 1 epochs each"
+    )
     assert f"| {study.best_trial.number} | {study.best_params['B']} |" in description.splitlines()[4]
     assert {int(c.data.params["B"]) for c in children} == {t.params["B"] for t in study.trials}
     digests = [{d.dataset.digest for d in run.inputs.dataset_inputs} for run in (parent, children[0])]

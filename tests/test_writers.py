@@ -20,7 +20,9 @@ def predict_and_write(folder: Path, out: Path, save_probabilities: bool = False)
     """MaskWriter on every image of ``folder``, with a prediction of 'foreground where the image is bright'."""
     items = load_images(str(folder), 1)
     outputs = [{"pred": torch.from_numpy(item["image"])} for item in items]
-    MaskWriter(str(out), save_probabilities=save_probabilities)(SimpleNamespace(state=SimpleNamespace(batch=items, output=outputs)))
+    MaskWriter(str(out), save_probabilities=save_probabilities)(
+        SimpleNamespace(state=SimpleNamespace(batch=items, output=outputs))
+    )
     return items
 
 

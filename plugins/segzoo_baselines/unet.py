@@ -30,7 +30,9 @@ class UNetParams(EncoderDecoderParams):
         }
     },
 )
-def unet(in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str) -> UNetSkeleton:
+def unet(
+    in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str
+) -> UNetSkeleton:
     conv = plain_conv(3, bias=True, spatial_dims=spatial_dims)
     channels = [base_channels * 2**i for i in range(depth + 1)]
     return UNetSkeleton(

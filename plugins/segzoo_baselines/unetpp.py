@@ -127,4 +127,6 @@ def unetpp(
     final_activation: FinalActivation,
     eval_head: EvalHead,
 ) -> UNetPlusPlus:
-    return UNetPlusPlus(in_channels, out_channels, base_channels, depth, deep_supervision, spatial_dims, final_activation, eval_head)
+    return UNetPlusPlus(
+        in_channels, out_channels, base_channels, depth, deep_supervision, spatial_dims, final_activation, eval_head
+    )

@@ -76,5 +76,11 @@ def synthetic_em(num_images: int = 20, size: int = 512, channels: int = 1, cells
         image = np.where(synapse, 0.03, image)
         image = ndimage.gaussian_filter(image, 0.7) + rng.normal(0, 0.03, image.shape)
         image = np.clip(image, 0, 1).astype(np.float32)
-        items.append({"image": np.repeat(image[None], channels, 0), "label": label[None].astype(np.float32), "name": f"synthetic_em_{i:03d}"})
+        items.append(
+            {
+                "image": np.repeat(image[None], channels, 0),
+                "label": label[None].astype(np.float32),
+                "name": f"synthetic_em_{i:03d}",
+            }
+        )
     return items

@@ -45,7 +45,9 @@ class MultiTaskBatch:
         self.sizes = list(sizes) if sizes else None
         self.rng = random.Random(seed)
 
-    def __call__(self, batchdata: Mapping[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any):
+    def __call__(
+        self, batchdata: Mapping[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any
+    ):
         image = torch.as_tensor(batchdata[Keys.IMAGE]).float()
         mask = torch.as_tensor(batchdata[Keys.LABEL]).float()
         if self.sizes:
@@ -182,7 +184,9 @@ class ClassWriter:
         for item, out in zip(engine.state.batch, engine.state.output):
             probabilities = torch.as_tensor(out["cls_pred"]).float().cpu()
             true_class = int(out["cls"]) if "cls" in out else ""
-            self.rows.append([item["name"], true_class, int(probabilities.argmax()), *(f"{p:.6f}" for p in probabilities.tolist())])
+            self.rows.append(
+                [item["name"], true_class, int(probabilities.argmax()), *(f"{p:.6f}" for p in probabilities.tolist())]
+            )
 
     def write(self, engine: Engine) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,12 @@ import segzoo
 from segzoo.data.folder import FolderParams, load_folder
 from segzoo.data.synthetic import SyntheticCellsParams, synthetic_cells
 
-folder = segzoo.component("dataset", "folder", FolderParams,
-                          "Image/mask pairs from DIR/<split>/images and DIR/<split>/labels (PNG, TIFF, NIfTI, MHA, DICOM)")(load_folder)
+folder = segzoo.component(
+    "dataset",
+    "folder",
+    FolderParams,
+    "Image/mask pairs from DIR/<split>/images and DIR/<split>/labels (PNG, TIFF, NIfTI, MHA, DICOM)",
+)(load_folder)
 cells = segzoo.component("dataset", "synthetic_cells", SyntheticCellsParams,
                          "Seeded synthetic EM-like cells with membranes and binary masks (no download)")(synthetic_cells)
 

@@ -37,7 +37,9 @@ def class_maps(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) ->
     return pred, true, classes
 
 
-def confusion_per_image(y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def confusion_per_image(
+    y_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """TP, FP, FN per image and class, each ``(B, K)`` (eq. 2's p_ii, sum_j p_ji - p_ii, sum_j p_ij - p_ii)."""
     pred, true, k = class_maps(y_pred, y, threshold)
     pred, true = pred.flatten(1), true.flatten(1)
@@ -83,7 +85,8 @@ class _PerImageMetric(CumulativeIterationMetric):
 
 
 class MeanIoUWithBackground(_PerImageMetric):
-    """Eq. (1)-(2) of PyConvU-Net: per image, the mean IoU over all k+1 classes, background included; then the mean over images."""
+    """Eq. (1)-(2) of PyConvU-Net: per image, the mean IoU over all k+1 classes, background included; then the mean over
+    images."""
 
     def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return iou_per_class(y_pred, y, self.threshold).mean(1)
@@ -101,7 +104,8 @@ class DeprecatedMeanIoU(MeanIoUWithBackground):
 
 
 class Dice(_PerImageMetric):
-    """Eq. (3)-(4): per image, 2TP / (2TP + FP + FN) of the foreground (mean over the foreground classes); then the mean over images."""
+    """Eq. (3)-(4): per image, 2TP / (2TP + FP + FN) of the foreground (mean over the foreground classes); then the mean
+    over images."""
 
     def per_image(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return dice_per_class(y_pred, y, self.threshold)[:, 1:].mean(1)
@@ -141,14 +145,21 @@ miou_with_background = segzoo.component(
     "Mean IoU over the k+1 classes, background included (per image, then mean over images)", "Li et al. 2021, eq. (1)-(2)",
 )(MeanIoUWithBackground)
 miou = segzoo.component("metric", "miou", ThresholdParams, "Deprecated name of miou_with_background (warns)")(DeprecatedMeanIoU)
-dice = segzoo.component("metric", "dice", ThresholdParams, "Dice of the foreground, 2TP/(2TP+FP+FN) (per image, then mean over images)",
-                        "Li et al. 2021, eq. (3)-(4)")(Dice)
+dice = segzoo.component(
+    "metric",
+    "dice",
+    ThresholdParams,
+    "Dice of the foreground, 2TP/(2TP+FP+FN) (per image, then mean over images)",
+    "Li et al. 2021, eq. (3)-(4)",
+)(Dice)
 foreground_iou = segzoo.component(
     "metric", "foreground_iou", ThresholdParams,
     "IoU of the foreground only, TP/(TP+FP+FN) (per image, then mean over images): what PyConvU-Net's Table 2 reports "
     "as 'MIoU', although its eq. (1) defines miou_with_background",
 )(ForegroundIoU)
-class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean over images)")(ClassIoU)
+class_iou = segzoo.component("metric", "class_iou", ClassIoUParams, "IoU of one class (per image, then mean over images)")(
+    ClassIoU
+)
 
 # What each metric measures, for tables that must say it (segzoo reproduce, segzoo compare).
 DEFINITIONS = {

@@ -98,7 +98,9 @@ class Bundle:
                 raise ConfigError(f"config file {path} not found (bundle {self.root}, workflow '{workflow}')")
         return [str(path) for path in files]
 
-    def read(self, workflow: str, overrides: Mapping[str, Any] | None = None, extra_configs: Sequence[str | Path] = ()) -> ConfigParser:
+    def read(
+        self, workflow: str, overrides: Mapping[str, Any] | None = None, extra_configs: Sequence[str | Path] = ()
+    ) -> ConfigParser:
         """The workflow's merged config with ``overrides`` applied, unparsed; the contract, and each override's key and
         type (against the config's own value), checked."""
         from monai.bundle import ConfigParser

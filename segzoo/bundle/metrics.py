@@ -50,7 +50,9 @@ def metric_handlers(metrics: Mapping[str, MetricSpec], prefix: str = "") -> dict
     handlers = {}
     for name, spec in metrics.items():
         metric, params, keys = metric_spec(name, spec)
-        handlers[prefix + name] = IgniteMetricHandler(metric_fn=segzoo.build("metric", metric, **params), output_transform=from_engine(keys))
+        handlers[prefix + name] = IgniteMetricHandler(
+            metric_fn=segzoo.build("metric", metric, **params), output_transform=from_engine(keys)
+        )
     return handlers
 
 

@@ -27,7 +27,17 @@ from segzoo.overrides import FALSE_WORDS, NONE_WORDS, TRUE_WORDS, is_none, parse
 from segzoo.registry import UnknownPresetError
 
 # arguments of ``python -m monai.bundle run`` itself, not config overrides
-RUNNER_ARGS = {"config_file", "meta_file", "logging_file", "args_file", "tracking", "run_id", "init_id", "final_id", "workflow_type"}
+RUNNER_ARGS = {
+    "config_file",
+    "meta_file",
+    "logging_file",
+    "args_file",
+    "tracking",
+    "run_id",
+    "init_id",
+    "final_id",
+    "workflow_type",
+}
 
 
 class ConfigError(SegzooError, ValueError):
@@ -91,7 +101,13 @@ def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
 def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
     """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
     for i, arg in enumerate(argv):
-        path = argv[i + 1] if arg == "--args_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--args_file=") else None
+        path = (
+            argv[i + 1]
+            if arg == "--args_file" and i + 1 < len(argv)
+            else arg.split("=", 1)[1]
+            if arg.startswith("--args_file=")
+            else None
+        )
         if path is not None:
             values = load_config_file(path)
             return {k: v for k, v in values.items() if k not in RUNNER_ARGS}
@@ -100,7 +116,13 @@ def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
 
 def _config_files(argv: Sequence[str]) -> list[str]:
     for i, arg in enumerate(argv):
-        value = argv[i + 1] if arg == "--config_file" and i + 1 < len(argv) else arg.split("=", 1)[1] if arg.startswith("--config_file=") else None
+        value = (
+            argv[i + 1]
+            if arg == "--config_file" and i + 1 < len(argv)
+            else arg.split("=", 1)[1]
+            if arg.startswith("--config_file=")
+            else None
+        )
         if value is not None:
             value = value.strip()
             return [v.strip(" '\"") for v in value.strip("[]").split(",")] if value.startswith("[") else [value]
@@ -149,7 +171,9 @@ def wrong_type(key: str, value: Any, default: Any) -> str | None:
     expected = {bool: "true or false", int: "a whole number", float: "a number", str: "text", list: "a list such as [1, 2]",
                 dict: "a dict such as {'a': 1}"}.get(type(default))
     if isinstance(default, bool):
-        ok = isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS)
+        ok = isinstance(value, bool) or (
+            isinstance(value, str) and value.strip().lower() in TRUE_WORDS + FALSE_WORDS + NONE_WORDS
+        )
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
@@ -159,7 +183,8 @@ def wrong_type(key: str, value: Any, default: Any) -> str | None:
     else:
         ok = expected is None or isinstance(value, type(default))
     if not ok:
-        return f"--{key} {value!r}: expects {expected} like its default {default!r}, got {type(value).__name__}. Pass e.g. --{key} {json_like(default)}"
+        return (f"--{key} {value!r}: expects {expected} like its default {default!r}, got {type(value).__name__}. "
+                f"Pass e.g. --{key} {json_like(default)}")
     if isinstance(default, (int, float)) and not isinstance(default, bool) and default >= 0 and value < 0:
         return f"--{key} {value!r}: cannot be negative (its default is {default!r}). Pass a value of 0 or more."
     return None
@@ -167,7 +192,15 @@ def wrong_type(key: str, value: Any, default: Any) -> str | None:
 
 def json_like(value: Any) -> str:
     """How a value is written after ``--key`` on a command line."""
-    return "true" if value is True else "false" if value is False else value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return (
+        "true"
+        if value is True
+        else "false"
+        if value is False
+        else value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"))
+    )
 
 
 def check_override_values(overrides: dict[str, Any], config: dict[str, Any], files: Sequence[str] = (),

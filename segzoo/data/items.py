@@ -8,7 +8,9 @@ import segzoo
 from segzoo.data.folder import load_images
 
 
-def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train", **folder: Any) -> list[dict[str, Any]]:
+def load_items(
+    dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train", **folder: Any
+) -> list[dict[str, Any]]:
     """The items a bundle trains on: the folder ``dataset_dir/<split>`` if given, else the synthetic default."""
     if dataset_dir:
         return segzoo.build("dataset", "folder", dataset_dir=str(dataset_dir), split=split, in_channels=in_channels, **folder)

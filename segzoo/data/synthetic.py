@@ -48,7 +48,9 @@ def default_cell_count(size: int) -> int:
     return max(4, (size // 24) ** 2)
 
 
-def synthetic_cells(num_images: int = 40, size: int = 256, channels: int = 1, cells: int = 0, seed: int = 0) -> list[dict[str, Any]]:
+def synthetic_cells(
+    num_images: int = 40, size: int = 256, channels: int = 1, cells: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
     """Items ``{"image": (C, H, W), "label": (1, H, W), "name": str}``, reproducible from ``seed``."""
     rng = np.random.default_rng(seed)
     cells = cells or default_cell_count(size)

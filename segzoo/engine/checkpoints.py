@@ -50,8 +50,26 @@ from segzoo.runs.store import (
 )
 
 # How a run is executed, not what it trains: free to change on resume. epochs and learning_rate are applied.
-RUNTIME_KEYS = frozenset({"resume", "run_name", "runs_dir", "output_dir", "tracking_uri", "parent_run_id", "device", "num_workers",
-                          "amp", "amp_dtype", "channels_last", "compile", "deterministic", "epochs", "learning_rate", "_meta_"})
+RUNTIME_KEYS = frozenset(
+    {
+        "resume",
+        "run_name",
+        "runs_dir",
+        "output_dir",
+        "tracking_uri",
+        "parent_run_id",
+        "device",
+        "num_workers",
+        "amp",
+        "amp_dtype",
+        "channels_last",
+        "compile",
+        "deterministic",
+        "epochs",
+        "learning_rate",
+        "_meta_",
+    }
+)
 
 
 class NonFiniteLossError(SegzooError, FloatingPointError):
@@ -111,8 +129,16 @@ class LastCheckpoint:
         keep: validation handlers whose state is saved and restored (the best-model saver, early stopping).
     """
 
-    def __init__(self, output_dir: str, network: torch.nn.Module, optimizer: torch.optim.Optimizer, resume: bool | str | None = None,
-                 seed: int | None = None, evaluator: Engine | None = None, keep: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        resume: bool | str | None = None,
+        seed: int | None = None,
+        evaluator: Engine | None = None,
+        keep: Sequence[Any] = (),
+    ) -> None:
         self.path = Path(output_dir) / LAST
         self.network = network
         self.optimizer = optimizer
@@ -178,7 +204,11 @@ class LastCheckpoint:
         if config is None or saved is None:
             return
         now = run_settings(config)
-        changed = [f"{k}: {saved.get(k, '(unset)')} -> {now.get(k, '(unset)')}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        changed = [
+            f"{k}: {saved.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        ]
         if changed:
             raise SegzooError(
                 f"--resume {run}: the run was trained with other settings ({'; '.join(changed)}). Only epochs and learning_rate "

@@ -31,7 +31,9 @@ class ProgressBar:
         if not is_main_process():
             return  # one bar per run, rank 0's
         transform = from_engine(["loss"], first=True) if self.show_loss else None
-        IgniteProgressBar(persist=True).attach(engine, output_transform=(lambda out: {"loss": float(transform(out))}) if transform else None)
+        IgniteProgressBar(persist=True).attach(
+            engine, output_transform=(lambda out: {"loss": float(transform(out))}) if transform else None
+        )
 
 
 class MetricsCSVWriter:

@@ -152,7 +152,8 @@ class MLflowTracker:
         except Exception as exc:  # noqa: BLE001 - tracking must never cost the training
             warnings.warn(
                 f"MLflow at {self.uri} failed while {what} ({type(exc).__name__}: {exc}); "
-                f"training continues without tracking; checkpoints, history.json and curves are still written to {self.output_dir}",
+                "training continues without tracking; checkpoints, history.json and curves are still written to "
+                f"{self.output_dir}",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -74,14 +74,18 @@ def build_optional(kind: str, name: str | None, **params: Any) -> Any:
     return None if is_none(name) else segzoo.build(kind, name, **params)
 
 
-def prepare_network(network: torch.nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False) -> torch.nn.Module:  # noqa: A002 - torch's word
+def prepare_network(
+    network: torch.nn.Module, device: torch.device | str, channels_last: bool = False, compile: bool = False
+) -> torch.nn.Module:  # noqa: A002 - torch's word
     """Move the network to ``device`` with the bundle's speed options.
 
     ``channels_last`` stores weights (and so activations) as NHWC, which oneDNN runs grouped
     convolutions (PyConv) much faster with on CPU; ``compile`` wraps it in ``torch.compile``.
     Checkpoints are unaffected: state dicts hold the same tensors either way.
     """
-    network = network.to(device, memory_format=torch.channels_last) if as_flag(channels_last, "channels_last") else network.to(device)
+    network = (
+        network.to(device, memory_format=torch.channels_last) if as_flag(channels_last, "channels_last") else network.to(device)
+    )
     if as_flag(compile, "compile"):
         network.compile()  # in place: the state dict keeps its keys, so checkpoints load without torch.compile
     return network

@@ -69,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="a trained run as TorchScript, ONNX or an MLflow model, checked against PyTorch")
     _add_network_options(p)
     p.add_argument("--format", required=True, choices=(*FORMATS, MLFLOW))
-    p.add_argument("--output", help="file (folder for mlflow) to write; default: beside the checkpoint (model.ts, model.onnx, mlflow_model/)")
+    p.add_argument(
+        "--output", help="file (folder for mlflow) to write; default: beside the checkpoint (model.ts, model.onnx, mlflow_model/)"
+    )
     p.add_argument("--size", type=int, default=256, help="height and width of the random sample input the export is checked on")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="largest max-abs difference to PyTorch accepted (fp32)")
     p.set_defaults(func=cmd_export)

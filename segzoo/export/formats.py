@@ -46,7 +46,9 @@ class ExportResult:
 def save_torchscript(graph: InferenceGraph, sample: torch.Tensor, path: Path) -> None:
     """Trace ``graph`` on ``sample`` (scripting fails on most registry networks: pydantic-built configs, dict outputs)."""
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants; the check below runs a batch of 2
+        warnings.simplefilter(
+            "ignore", torch.jit.TracerWarning
+        )  # shape checks become constants; the check below runs a batch of 2
         traced = torch.jit.trace(graph, sample, check_trace=False)
     traced.save(str(path))
 
@@ -101,12 +103,17 @@ def max_abs_diff(graph: InferenceGraph, run: Callable[[np.ndarray], list[np.ndar
         raise ExportError(f"the export returns {len(got)} outputs, PyTorch {len(expected)}")
     for name, e, g in zip(graph.names, expected, got):
         if e.shape != g.shape:
-            raise ExportError(f"output {name}: the export gives shape {g.shape} for input {tuple(image.shape)}, PyTorch {e.shape}")
+            raise ExportError(
+                f"output {name}: the export gives shape {g.shape} for input {tuple(image.shape)}, PyTorch {e.shape}"
+            )
     return max(float(np.abs(e - g).max()) for e, g in zip(expected, got))
 
 
-def export_network(network: nn.Module, fmt: str, path: str | Path, sample: torch.Tensor, tolerance: float = TOLERANCE) -> ExportResult:
-    """Export ``network`` to ``path`` as ``fmt`` and check it; a file that fails the check is deleted, and the error says by how much."""
+def export_network(
+    network: nn.Module, fmt: str, path: str | Path, sample: torch.Tensor, tolerance: float = TOLERANCE
+) -> ExportResult:
+    """Export ``network`` to ``path`` as ``fmt`` and check it; a file that fails the check is deleted, and the error says
+    by how much."""
     if fmt not in SAVERS:
         raise ExportError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     path = Path(path)
@@ -119,12 +126,16 @@ def export_network(network: nn.Module, fmt: str, path: str | Path, sample: torch
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - each exporter fails its own way; say which network and format
-        raise ExportError(f"{type(network).__name__} could not be exported to {fmt}: {type(exc).__name__}: {str(exc)[:800]}") from exc
+        raise ExportError(
+            f"{type(network).__name__} could not be exported to {fmt}: {type(exc).__name__}: {str(exc)[:800]}"
+        ) from exc
     seconds = time.perf_counter() - start
     try:
         run = RUNNERS[fmt](path)
         diff = max_abs_diff(graph, run, sample)
-        batch_diff = max_abs_diff(graph, run, torch.cat([sample, sample.flip(-1)]))  # a batch of two: the batch size is not baked in
+        batch_diff = max_abs_diff(
+            graph, run, torch.cat([sample, sample.flip(-1)])
+        )  # a batch of two: the batch size is not baked in
     except BaseException:
         path.unlink(missing_ok=True)  # a file that could not be checked is not kept either
         raise

@@ -44,6 +44,8 @@ def close_stale_runs(client: Any, experiment_id: str) -> list[str]:
         reason = f"process {tags[PID_TAG]} on {host} ended without closing the run (killed or lost); closed by pid {os.getpid()}"
         client.set_tag(run.info.run_id, STALE_TAG, reason)
         client.set_terminated(run.info.run_id, "KILLED")
-        warnings.warn(f"MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING: {reason}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"MLflow run {run.info.run_name} ({run.info.run_id}) was left RUNNING: {reason}", RuntimeWarning, stacklevel=2
+        )
         closed.append(run.info.run_id)
     return closed

@@ -50,7 +50,9 @@ def test_backbone_gives_c1_to_c5_at_strides_2_to_32_without_max_pooling(name: st
     with torch.no_grad():
         features = backbone(torch.rand(1, 1, 64, 96))
     assert backbone.out_channels == BACKBONE_CHANNELS[name] and backbone.strides == (2, 4, 8, 16, 32)
-    assert [tuple(f.shape) for f in features] == [(1, c, 64 // s, 96 // s) for c, s in zip(backbone.out_channels, backbone.strides)]
+    assert [tuple(f.shape) for f in features] == [
+        (1, c, 64 // s, 96 // s) for c, s in zip(backbone.out_channels, backbone.strides)
+    ]
     assert not any(isinstance(m, nn.MaxPool2d) for m in backbone.modules()), "Sec. III replaces max-pooling by 3x3/2 convs"
 
 

@@ -144,7 +144,9 @@ class MultiResUNet(nn.Module):
 class MultiResUNetParams(EncoderDecoderParams):
     base_channels: int = Field(32, gt=0, description="filters U at full resolution; doubled after each pooling")
     depth: int = Field(4, ge=1, le=6, description="number of poolings; the ResPaths have lengths depth, ..., 1")
-    alpha: float = Field(1.67, gt=0, description="MultiRes block width W = alpha * U (the paper's alpha, tuned to match U-Net's size)")
+    alpha: float = Field(
+        1.67, gt=0, description="MultiRes block width W = alpha * U (the paper's alpha, tuned to match U-Net's size)"
+    )
 
     @model_validator(mode="after")
     def _every_scale_has_a_channel(self) -> MultiResUNetParams:
