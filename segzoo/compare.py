@@ -51,10 +51,10 @@ class Comparison:
         return json.loads(json.dumps(settings))  # as read back from the state file (tuples become lists)
 
     def evaluation(self, arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``evaluating`` overrides of ``arch``'s trained weights: the comparison's overrides evaluation knows."""
+        """The ``evaluating`` overrides of ``arch``'s trained weights (evaluate.json is an overlay over train.json)."""
         entry = self.state["archs"][arch]
         checkpoint = Path(entry["run_dir"]) / (store.LAST if self.weights == "last" else store.BEST)
-        return {**self.bundle.known_overrides("evaluating", self.overrides), "arch": arch, "checkpoint": str(checkpoint),
+        return {**self.overrides, "arch": arch, "checkpoint": str(checkpoint),
                 "tracking_uri": self.tracking_uri, "parent_run_id": entry["run_id"], **(overrides or {})}
 
 
@@ -174,8 +174,8 @@ def _evaluate(comparison: Comparison, arch: str, client: Any) -> dict[str, Any]:
 
     parser = bundles.run(comparison.bundle, "evaluating", comparison.evaluation(arch))
     metrics = {k: float(v) for k, v in bundles.get(parser, "evaluator").state.metrics.items()}
-    network = bundles.get(parser, "network").cpu()
-    counts = measure(network, bundles.get(parser, "in_channels"), tuple(bundles.get(parser, "patch_size")))
+    network = bundles.get(parser, "trained_network").cpu()
+    counts = measure(network, bundles.get(parser, "trained").in_channels, tuple(bundles.get(parser, "patch_size")))
     logged = {**{f"heldout_{k}": v for k, v in metrics.items()}, "params_m": counts.params_m, "gmac": counts.gmac}
     run_id = comparison.state["archs"][arch]["run_id"]
     try:

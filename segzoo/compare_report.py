@@ -41,18 +41,18 @@ def write_report(comparison: Comparison) -> list[Path]:
     evaluations = {arch: bundles.load(comparison.bundle, "evaluating", comparison.evaluation(arch)).parser for arch in archs}
     first = evaluations[archs[0]]
     inferer, items = bundles.get(first, "inferer"), bundles.get(first, "dataset#data")
-    models = {arch: bundles.get(parser, "network").cpu() for arch, parser in evaluations.items()}
+    models = {arch: bundles.get(parser, "trained_network").cpu() for arch, parser in evaluations.items()}
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     ms = {(arch, device): ms_per_image(net, inferer, items[0]["image"], device, comparison.repeats)
           for device in devices for arch, net in models.items()}
     for net in models.values():
         net.cpu()
-    preset = bundles.get(first, "preset")
+    preset = bundles.get(first, "trained").preset
     dataset = comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs, preset)
     metrics = list(dict.fromkeys(name for entry in entries.values() for name in entry["metrics"]))
     rows = [_row(arch, entries[arch], metrics, preset, dataset, ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs]
     context = {
-        "in_channels": bundles.get(first, "in_channels"), "patch_size": bundles.get(first, "patch_size"),
+        "in_channels": bundles.get(first, "trained").in_channels, "patch_size": bundles.get(first, "patch_size"),
         "image_size": tuple(torch.as_tensor(items[0]["image"]).shape[1:]), "held_out": len(items), "dataset": dataset,
     }
     _write_csv(rows, out / "comparison.csv")

@@ -30,6 +30,7 @@ from segzoo.engine.tracking import MLflowTracker
 from segzoo.engine.validation import (
     ConfigError,
     check_components,
+    check_overlay,
     check_overrides,
     check_params,
     check_patch_size,
@@ -61,6 +62,7 @@ __all__ = [
     "build_optional",
     "check_components",
     "check_metrics",
+    "check_overlay",
     "check_overrides",
     "check_params",
     "check_tracking_store",
