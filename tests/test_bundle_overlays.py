@@ -30,7 +30,7 @@ def test_an_overlay_run_alone_names_the_two_file_command(workflow: str) -> None:
     from monai.bundle import run
 
     overlay = BUNDLES / "pyconvunet" / "configs" / ("evaluate.json" if workflow == "evaluating" else "inference.json")
-    with pytest.raises(Exception) as raised:  # noqa: PT011 - MONAI wraps segzoo's ConfigError in its RuntimeError
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps segzoo's ConfigError in its RuntimeError
         run(workflow, config_file=str(overlay))
     chain, error = [], raised.value
     while error is not None:
