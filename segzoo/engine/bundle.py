@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monai.data import get_track_meta, set_track_meta
+
 from segzoo.engine.validation import ConfigError, check_override_values, load_config_file, load_config_files
 
 if TYPE_CHECKING:
@@ -158,11 +160,13 @@ def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapp
     nested ones), as ``--KEY VALUE`` on MONAI's command line; ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
     so callers read what the run made: ``get(parser, "output_dir")``, the evaluator's ``state.metrics``, ...
     """
+    track_meta = get_track_meta()
     workflow_ = load(bundle, workflow, overrides, extra_configs)
     try:
         workflow_.run()
     finally:
         workflow_.finalize()
+        set_track_meta(track_meta)  # a bundle's initialize switches it off process-wide; the caller's setting comes back
     return workflow_.parser
 
 
