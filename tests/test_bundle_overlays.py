@@ -39,6 +39,16 @@ def test_an_overlay_run_alone_names_the_two_file_command(workflow: str) -> None:
     assert any("is an overlay over" in message and "train.json" in message and "--config_file" in message for message in chain), chain
 
 
+
+@pytest.mark.parametrize(("workflow", "own"), [("evaluating", "evaluation_dir"), ("inference", "predictions_dir")])
+def test_output_dir_on_an_overlay_is_refused_naming_its_own_folder_key(workflow: str, own: str) -> None:
+    """--output_dir is training's run folder in the merged config: accepted, it would be ignored and the masks land elsewhere."""
+    from segzoo.engine import ConfigError, check_overlay
+
+    argv = ["monai.bundle", "run", workflow, "--config_file", "['train.json','overlay.json']", "--output_dir", "masks"]
+    with pytest.raises(ConfigError, match=f"--output_dir is the training's run folder; {workflow} writes to --{own}"):
+        check_overlay(workflow, argv)
+
 @pytest.mark.slow
 def test_a_run_is_evaluated_and_segmented_as_trained_without_its_training_flags(tmp_path: Path) -> None:
     """Trained as pyconvunet preset ``fast``; evaluation and inference get no --arch/--preset and rebuild that network.
