@@ -62,7 +62,7 @@ class Comparison:
         entry = self.state["archs"][arch]
         entry = entry["seeds"][str(seed)] if seed is not None else entry
         checkpoint = Path(entry["run_dir"]) / (store.LAST if self.weights == "last" else store.BEST)
-        return {**self.bundle.known_overrides("evaluating", self.overrides), "arch": arch, "checkpoint": str(checkpoint),
+        return {**self.overrides, "arch": arch, "checkpoint": str(checkpoint),
                 "tracking_uri": self.tracking_uri, "parent_run_id": entry["run_id"], "eval_part": "test", **(overrides or {})}
 
 
@@ -186,18 +186,18 @@ def _write_report(comparison: Comparison) -> list[Path]:
     evaluations = {arch: bundles.load(comparison.bundle, "evaluating", comparison.evaluation(arch)).parser for arch in archs}
     first = evaluations[archs[0]]
     inferer, items = bundles.get(first, "inferer"), bundles.get(first, "dataset#data")
-    models = {arch: bundles.get(parser, "network").cpu() for arch, parser in evaluations.items()}
+    models = {arch: bundles.get(parser, "trained_network").cpu() for arch, parser in evaluations.items()}
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     ms = {(arch, device): ms_per_image(net, inferer, items[0]["image"], device, comparison.repeats)
           for device in devices for arch, net in models.items()}
     for net in models.values():
         net.cpu()
-    preset = bundles.get(first, "preset")
+    preset = bundles.get(first, "trained").preset
     tables = write_tables(Compared(
         comparison.bundle.name, archs, entries, comparison.reference or archs[0], comparison.seeds, comparison.weights,
         comparison.overrides, comparison.repeats, preset,
         comparison.paper_dataset or guess_paper_dataset(comparison.overrides.get("dataset_dir"), archs, preset),
-        {arch: (ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs}, bundles.get(first, "in_channels"),
+        {arch: (ms[arch, "cpu"], ms.get((arch, "cuda"))) for arch in archs}, bundles.get(first, "trained").in_channels,
         bundles.get(first, "patch_size"), tuple(torch.as_tensor(items[0]["image"]).shape[1:]), len(items)), out)
     save_comparison_curves({arch: store.read_history(entry["run_dir"]) for arch, entry in entries.items()}, out / "curves.png")
     to_probabilities = bundles.get(first, "mask_probabilities") or probabilities
@@ -238,8 +238,8 @@ def _evaluate(comparison: Comparison, arch: str, seed: int, client: Any) -> dict
 
     parser = bundles.run(comparison.bundle, "evaluating", comparison.evaluation(arch, seed=seed))
     metrics = {k: float(v) for k, v in bundles.get(parser, "evaluator").state.metrics.items()}
-    network = bundles.get(parser, "network").cpu()
-    counts = measure(network, bundles.get(parser, "in_channels"), tuple(bundles.get(parser, "patch_size")))
+    network = bundles.get(parser, "trained_network").cpu()
+    counts = measure(network, bundles.get(parser, "trained").in_channels, tuple(bundles.get(parser, "patch_size")))
     logged = {**{f"test_{k}": v for k, v in metrics.items()}, "params_m": counts.params_m, "gmac": counts.gmac}
     run_id = comparison.state["archs"][arch]["seeds"][str(seed)]["run_id"]
     try:

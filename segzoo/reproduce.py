@@ -189,12 +189,11 @@ def _train_and_evaluate(table: Table, row: Row, output: Path, dataset_dir: str |
             **settings, "parent_run_id": parent, "run_name": name}), table.recipe_files("training"), label=name)
         entry.update(run_dir=str(run_dir), run_id=store.read_run_id(run_dir))
     run_dir = Path(entry["run_dir"])
-    # the evaluation sees the training recipe's values it knows (classes, preset, metrics, split), then the row's
-    recipe = {k: v for f in table.recipe_files("training") for k, v in json.loads(f.read_text()).items() if "#" not in k}
+    # evaluate.json is an overlay over train.json: the training recipe and the row's values apply as in training
     evaluation = bundles.run(bundle, "evaluating", copy.deepcopy({
-        **bundle.known_overrides("evaluating", {**recipe, **settings}), "eval_part": "test",
+        **settings, "eval_part": "test",
         "checkpoint": str(run_dir / (store.BEST if table.weights == "best" else store.LAST)), "parent_run_id": entry["run_id"]}),
-        table.recipe_files("evaluating"))
+        [*table.recipe_files("training"), *table.recipe_files("evaluating")])
     metrics = {k: float(v) for k, v in bundles.get(evaluation, "evaluator").state.metrics.items()}
     for key, value in metrics.items():
         client.log_metric(entry["run_id"], f"test_{key}", value)

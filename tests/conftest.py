@@ -71,6 +71,11 @@ def tracking_uri(tmp_path: Path) -> str:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_MLFLOW_DIR}/mlflow.db"
 
 
+def overlay(configs: Path, name: str) -> str:
+    """The ``--config_file`` of an evaluate/inference run: the overlay ``name`` merged over ``train.json``, as the README prints it."""
+    return f"['{configs / 'train.json'}','{configs / name}']"
+
+
 def run_bundle(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m monai.bundle ...`` in ``cwd`` (outputs land in ``cwd/runs``); fails the test with the log on error."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -23,16 +23,16 @@ CASES = [
 @pytest.mark.parametrize(("bundle", "net_id", "overrides", "shape"), CASES)
 def test_ckpt_export_turns_a_training_checkpoint_into_torchscript(bundle: str, net_id: str, overrides: dict, shape: list[int],
                                                                    tmp_path: Path) -> None:
-    config = BUNDLES / bundle / "configs" / "inference.json"
+    config = [str(BUNDLES / bundle / "configs" / name) for name in ("train.json", "inference.json")]  # the overlay, merged
     parser = ConfigParser()
-    parser.read_config(str(config))
+    parser.read_config(config)
     parser.update(overrides)
     network = parser.get_parsed_content(net_id).eval()
     # last.pt's layout (segzoo.engine.LastCheckpoint); model.pt (CheckpointSaver) is the bare state dict, exported
     # without --key_in_ckpt
     torch.save({"model": network.state_dict(), "optimizer": {}, "trainer": {}}, tmp_path / "last.pt")
     ckpt_export(net_id=net_id, filepath=str(tmp_path / "model.ts"), ckpt_file=str(tmp_path / "last.pt"), key_in_ckpt="model",
-                meta_file=str(BUNDLES / bundle / "configs" / "metadata.json"), config_file=str(config),
+                meta_file=str(BUNDLES / bundle / "configs" / "metadata.json"), config_file=config,
                 use_trace=True, input_shape=shape, **overrides)
     image = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -17,12 +17,13 @@ from scipy import ndimage
 from segzoo.data import DataError
 from segzoo_munet.data import balanced_sampler, labelled_folder, stratified_split, synthetic_lesions
 from segzoo_munet.training import HardExampleMining, MultiScaleInferer, MultiTaskBatch
-from tests.conftest import BUNDLES, run_bundle
+from tests.conftest import BUNDLES, overlay, run_bundle
 
 CONFIGS = BUNDLES / "munet" / "configs"
 # 8 images of 64x64, 4 per class (per class 2 train, 1 validation, 1 test), batches resized to 32 or 64, a small ResNet-50 MUNet
-TINY_MODEL = ["--synthetic", "{'name': 'synthetic_lesions', 'num_images': 8, 'size': 64, 'seed': 0, 'malignant_fraction': 0.5}", "--sizes", "[32,64]", "--backbone", "resnet50",
-              "--decoder_channels", "[32,16,16,8]"]
+TINY_DATA = ["--synthetic", "{'name': 'synthetic_lesions', 'num_images': 8, 'size': 64, 'seed': 0, 'malignant_fraction': 0.5}",
+             "--sizes", "[32,64]"]
+TINY_MODEL = [*TINY_DATA, "--backbone", "resnet50", "--decoder_channels", "[32,16,16,8]"]
 TINY = [*TINY_MODEL, "--batch_size", "2"]
 
 
@@ -67,7 +68,7 @@ def test_one_epoch_logs_dice_and_auc_to_mlflow(trained: dict) -> None:
 def test_evaluate_an_ensemble_writes_per_image_csv(trained: dict) -> None:
     run_dir = trained["run_dir"]
     checkpoints = f"['{run_dir / 'model.pt'}','{run_dir / 'last.pt'}']"
-    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY_MODEL, "--checkpoints", checkpoints,
+    run_bundle(["run", "evaluating", "--config_file", overlay(CONFIGS, "evaluate.json"), *TINY_DATA, "--checkpoints", checkpoints,
                 "--ensemble_weights", "[0.5,0.5]"], cwd=trained["cwd"], env={"MLFLOW_TRACKING_URI": trained["uri"]})
     rows = read_csv(run_dir / "eval" / "per_image.csv")
     assert len(rows) == 2 and all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
@@ -79,8 +80,8 @@ def test_evaluate_an_ensemble_writes_per_image_csv(trained: dict) -> None:
 def test_inference_writes_a_mask_and_a_class_per_image(trained: dict, tmp_path: Path) -> None:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90), dtype=np.uint8)).save(tmp_path / "scan.png")
     out = tmp_path / "out"
-    run_bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), *TINY, "--input_dir", str(tmp_path),
-                "--output_dir", str(out)], cwd=trained["cwd"])
+    run_bundle(["run", "inference", "--config_file", overlay(CONFIGS, "inference.json"), *TINY_DATA, "--input_dir", str(tmp_path),
+                "--predictions_dir", str(out)], cwd=trained["cwd"])
     mask = np.asarray(Image.open(out / "scan.png"))
     assert mask.shape == (70, 90) and set(np.unique(mask)) <= {0, 255}  # any size: resized to each scale and back
     (row,) = read_csv(out / "classes.csv")

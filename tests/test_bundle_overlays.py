@@ -1,78 +1,80 @@
-"""Overlays extend train.json instead of replacing what it checks, and the three bundles' train.json keep the wiring they
-are meant to share (docs/architecture.md, "The bundle contract")."""
+"""evaluate.json and inference.json are overlays over train.json: they add keys and take the network from the run."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from segzoo.bundle.contract import Bundle
 from tests.conftest import BUNDLES
 
-TRAIN_BUNDLES = ("pyconvunet", "frem", "munet")
-# Calls every training config's initialize makes, whatever overlay is merged over it: the override and component
-# checks (a mistake names its key before anything is built) and MetaTensor tracking off (docs/performance.md).
-REQUIRED_INITIALIZE = ("$segzoo.engine.check_overrides()", "$monai.data.set_track_meta(False)", "segzoo.engine.check_components(",
-                       "segzoo.engine.check_metrics(", "segzoo.engine.set_determinism(")
-# Keys whose value is the same wiring in every bundle: run plumbing, speed switches and the engine's handlers. A bundle
-# that needs another value states why in its docs and this list shrinks with it.
-SHARED_KEYS = ("amp", "amp_dtype", "cudnn_benchmark", "dataset_dir", "device", "loss_function", "num_workers", "output_dir",
-               "parent_run_id", "register_as", "resume", "runs_dir", "seed", "tracking_uri", "train_hook", "train#hook",
-               "train#hook_handler", "train#inferer", "train#dataset", "validate#dataset", "validate#dataloader",
-               "validate#metric_handlers", "validate#preprocessing")
-HANDLERS = ("ValidationHandler", "segzoo.engine.LastCheckpoint", "segzoo.engine.StopOnNonFiniteLoss", "segzoo.engine.ProgressBar",
-            "segzoo.engine.MLflowTracker")
+OVERLAYS = [(bundle, name) for bundle in ("pyconvunet", "frem", "munet") for name in ("evaluate.json", "inference.json")]
+TINY = {"synthetic#num_images": 6, "synthetic#size": 64, "patch_size": [64, 64]}
 
 
-def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a#b": value}`` for every nested key that is not a component (``_target_``)."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}#{key}" if prefix else key
-        if isinstance(value, dict) and "_target_" not in value:
-            out.update(flat(value, name))
-        else:
-            out[name] = value
-    return out
+@pytest.mark.parametrize(("bundle", "name"), OVERLAYS)
+def test_an_overlay_repeats_no_key_of_train_json(bundle: str, name: str) -> None:
+    """A training value is stated once: an overlay only adds keys, or extends a list/dict of train.json with ``+key``."""
+    configs = BUNDLES / bundle / "configs"
+    train, overlay = (json.loads((configs / file).read_text()) for file in ("train.json", name))
+    assert not set(overlay) & set(train), f"{name} restates train.json's {sorted(set(overlay) & set(train))}"
+    for key in (k for k in overlay if k.startswith("+")):
+        assert isinstance(train.get(key[1:]), type(overlay[key])), f"{name}: '{key}' must extend train.json's {key[1:]} of the same type"
 
 
-def train_config(bundle: str) -> dict[str, Any]:
-    return json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
+@pytest.mark.parametrize("workflow", ["evaluating", "inference"])
+def test_an_overlay_run_alone_names_the_two_file_command(workflow: str) -> None:
+    from monai.bundle import run
+
+    overlay = BUNDLES / "pyconvunet" / "configs" / ("evaluate.json" if workflow == "evaluating" else "inference.json")
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps segzoo's ConfigError in its RuntimeError
+        run(workflow, config_file=str(overlay))
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__
+    assert any("is an overlay over" in message and "train.json" in message and "--config_file" in message for message in chain), chain
 
 
-def missing_initialize(initialize: list[str]) -> list[str]:
-    return [call for call in REQUIRED_INITIALIZE if not any(call in expression for expression in initialize)]
 
+@pytest.mark.parametrize(("workflow", "own"), [("evaluating", "evaluation_dir"), ("inference", "predictions_dir")])
+def test_output_dir_on_an_overlay_is_refused_naming_its_own_folder_key(workflow: str, own: str) -> None:
+    """--output_dir is training's run folder in the merged config: accepted, it would be ignored and the masks land elsewhere."""
+    from segzoo.engine import ConfigError, check_overlay
 
-@pytest.mark.parametrize("bundle", TRAIN_BUNDLES)
-def test_every_train_json_checks_its_config_and_switches_metadata_off(bundle: str) -> None:
-    assert missing_initialize(train_config(bundle)["initialize"]) == []
+    argv = ["monai.bundle", "run", workflow, "--config_file", "['train.json','overlay.json']", "--output_dir", "masks"]
+    with pytest.raises(ConfigError, match=f"--output_dir is the training's run folder; {workflow} writes to --{own}"):
+        check_overlay(workflow, argv)
 
+@pytest.mark.slow
+def test_a_run_is_evaluated_and_segmented_as_trained_without_its_training_flags(tmp_path: Path) -> None:
+    """Trained as pyconvunet preset ``fast``; evaluation and inference get no --arch/--preset and rebuild that network.
+    The held-out scores on the validation part equal the training's own last validation (same split, rule and weights)."""
+    from segzoo.bundle.contract import get, run
+    from segzoo.export.trained import load_trained
+    from segzoo.runs import store
 
-def test_the_multi_gpu_overlay_keeps_every_check_of_train_json() -> None:
-    """Merged as users run it (train.json, then multi_gpu_train.json), through segzoo's bundle contract."""
-    bundle = Bundle(BUNDLES / "pyconvunet")
-    overlay = BUNDLES / "pyconvunet" / "configs" / "multi_gpu_train.json"
-    merged = bundle.read("training", extra_configs=[overlay]).get()
-    single = train_config("pyconvunet")
+    bundle, common = BUNDLES / "pyconvunet", {**TINY, "runs_dir": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                             "device": "cpu"}
+    training = run(bundle, "training", {**common, "epochs": 1, "batch_size": 2, "preset": "fast"})
+    run_dir = Path(get(training, "output_dir"))
 
-    assert merged["initialize"][: len(single["initialize"])] == single["initialize"]  # extended, not replaced
-    assert missing_initialize(merged["initialize"]) == []
-    assert any("init_process_group" in expression for expression in merged["initialize"])
-    assert set(single["imports"]) < set(merged["imports"])
-    assert not any(key.startswith("+") for key in merged), "a '+' key was copied instead of merged"
-    # Every rank lists every handler: the tracker and the bar are rank-aware themselves, so no positional slice.
-    assert merged["train"]["trainer"]["train_handlers"] == single["train"]["trainer"]["train_handlers"]
-    assert [h["_target_"] for h in merged["train"]["handlers"]] == [h["_target_"] for h in single["train"]["handlers"]]
+    evaluation = run(bundle, "evaluating", common)
+    trained = get(evaluation, "trained")
+    assert (trained.arch, trained.preset, trained.checkpoint) == ("pyconvunet", "fast", run_dir / store.BEST)
+    scores = get(evaluation, "evaluator").state.metrics
+    history = store.read_history(run_dir)
+    for name, value in scores.items():
+        assert value == pytest.approx(history[f"val_{name}"][-1][1], abs=1e-6), name
 
-
-@pytest.mark.parametrize("bundle", TRAIN_BUNDLES)
-def test_train_json_files_share_the_engine_wiring(bundle: str) -> None:
-    reference, config = flat(train_config("pyconvunet")), flat(train_config(bundle))
-    differing = [key for key in SHARED_KEYS if config.get(key, "<missing>") != reference[key]]
-    assert differing == [], f"{bundle}/configs/train.json differs from pyconvunet's on keys meant to be shared"
-    # The train hook and the shared handlers first; a bundle may append its own (MUNet's hard-example miner).
-    assert config["train#trainer"]["train_handlers"].startswith("$[@train#hook_handler] + @train#handlers")
-    assert [h["_target_"] for h in config["train#handlers"]] == list(HANDLERS)
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (70, 90), dtype=np.uint8)
+    Image.fromarray(pixels).save(images / "x.png")
+    run(bundle, "inference", {**common, "input_dir": str(images), "predictions_dir": str(tmp_path / "masks")})
+    model = load_trained(run_dir, final_activation="identity")
+    expected = model.processing.predict(model.network, pixels[None])[0][0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "masks" / "x.png")) > 0, expected > 0)

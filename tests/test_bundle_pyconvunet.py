@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import BUNDLES, ISBI, ROOT, TINY, TINY_DATA, run_bundle
+from tests.conftest import BUNDLES, ISBI, ROOT, TINY, TINY_DATA, overlay, run_bundle
 
 CONFIGS = BUNDLES / "pyconvunet" / "configs"
 
@@ -121,7 +121,7 @@ def test_a_sqlite_store_keeps_its_artifacts_beside_the_database(tmp_path: Path, 
 
 
 def test_evaluate_writes_per_image_and_mean_csv(trained: dict) -> None:
-    run_bundle(["run", "evaluating", "--config_file", str(CONFIGS / "evaluate.json"), *TINY_DATA], cwd=trained["cwd"],
+    run_bundle(["run", "evaluating", "--config_file", overlay(CONFIGS, "evaluate.json"), *TINY_DATA], cwd=trained["cwd"],
                env={"MLFLOW_TRACKING_URI": trained["uri"]})
     eval_dir = trained["run_dir"] / "eval"
     rows = list(csv.DictReader(open(eval_dir / "per_image.csv")))
@@ -140,8 +140,8 @@ def test_inference_writes_a_mask_per_image_with_sliding_windows(trained: dict, t
     for name, shape in (("wide", (80, 150)), ("small", (40, 40))):
         Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / f"{name}.png")
     out = tmp_path / "masks"
-    run_bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--input_dir", str(tmp_path),
-                "--output_dir", str(out), "--patch_size", "[64,64]"], cwd=trained["cwd"])
+    run_bundle(["run", "inference", "--config_file", overlay(CONFIGS, "inference.json"), "--input_dir", str(tmp_path),
+                "--predictions_dir", str(out)], cwd=trained["cwd"])  # the window: the training's patch, recorded with the run
     for name, shape in (("wide", (80, 150)), ("small", (40, 40))):
         mask = np.asarray(Image.open(out / f"{name}.png"))
         assert mask.shape == shape and set(np.unique(mask)) <= {0, 255}
@@ -304,8 +304,8 @@ def test_the_served_model_answers_a_uint8_image_with_segzoo_inferences_mask(trai
     pixels = (np.random.default_rng(3).random((70, 90)) * 255).astype(np.uint8)
     (tmp_path / "images").mkdir()
     Image.fromarray(pixels).save(tmp_path / "images" / "x.png")
-    run_bundle(["run", "inference", "--config_file", str(CONFIGS / "inference.json"), "--input_dir", str(tmp_path / "images"),
-                "--output_dir", str(tmp_path / "masks")], cwd=trained["cwd"])
+    run_bundle(["run", "inference", "--config_file", overlay(CONFIGS, "inference.json"), "--input_dir", str(tmp_path / "images"),
+                "--predictions_dir", str(tmp_path / "masks")], cwd=trained["cwd"])
     expected = (np.asarray(Image.open(tmp_path / "masks" / "x.png")) > 0).astype(np.uint8)
 
     client = mlflow_client(trained["uri"])

@@ -18,7 +18,7 @@ import segzoo
 from segzoo.complexity import measure
 from segzoo.engine import predict
 from segzoo_pyconvunet.pyconv import IMPLEMENTATIONS, PyConv
-from tests.conftest import BUNDLES, ROOT, TINY, TINY_DATA, run_bundle
+from tests.conftest import BUNDLES, ROOT, TINY, TINY_DATA, overlay, run_bundle
 from tests.test_bundle_munet import TINY as MUNET_TINY
 
 pytestmark = pytest.mark.gpu
@@ -62,14 +62,14 @@ def test_bundles_train_on_cuda_channels_last_and_compiled(bundle: str, tmp_path:
 def test_evaluation_and_sliding_window_inference_on_cuda(tmp_path: Path) -> None:
     train("pyconvunet", tmp_path, "--deterministic", "true")
     configs, env = BUNDLES / "pyconvunet" / "configs", {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    run_bundle(["run", "evaluating", "--config_file", str(configs / "evaluate.json"), *TINY_DATA], cwd=tmp_path, env=env)
+    run_bundle(["run", "evaluating", "--config_file", overlay(configs, "evaluate.json"), *TINY_DATA], cwd=tmp_path, env=env)
     (run_dir,) = (tmp_path / "runs" / "pyconvunet").iterdir()
     assert (run_dir / "eval" / "summary.csv").is_file()
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 150), dtype=np.uint8)).save(images / "wide.png")
-    run_bundle(["run", "inference", "--config_file", str(configs / "inference.json"), "--input_dir", str(images),
-                "--output_dir", str(tmp_path / "masks"), "--patch_size", "[64,64]"], cwd=tmp_path)
+    run_bundle(["run", "inference", "--config_file", overlay(configs, "inference.json"), "--input_dir", str(images),
+                "--predictions_dir", str(tmp_path / "masks")], cwd=tmp_path)
     assert np.asarray(Image.open(tmp_path / "masks" / "wide.png")).shape == (80, 150)
 
 

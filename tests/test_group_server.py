@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import BUNDLES, TINY, TINY_DATA, hostile, run_bundle
+from tests.conftest import BUNDLES, TINY, TINY_DATA, hostile, overlay, run_bundle
 from tests.services import MlflowServer, free_port
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -43,7 +43,7 @@ def trained(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactor
     work = tmp_path_factory.mktemp("group-train")
     train = run_bundle(["run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET, "--epochs", "1",
                         "--register_as", "group-unet"], cwd=work, env=server_env(mlflow_server.uri))
-    evaluate = run_bundle(["run", "evaluating", "--config_file", str(B / "evaluate.json"), *TINY_DATA, *SMALL_NET],
+    evaluate = run_bundle(["run", "evaluating", "--config_file", overlay(B, "evaluate.json"), *TINY_DATA],
                           cwd=work, env=server_env(mlflow_server.uri))
     (run_dir,) = (work / "runs" / "pyconvunet").iterdir()
     return {"work": work, "run_dir": run_dir, "train": train.stdout + train.stderr, "evaluate": evaluate.stdout + evaluate.stderr}

@@ -109,10 +109,9 @@ def test_every_path_gives_the_same_masks(arch: str, tmp_path: Path, one_thread: 
     expected = {name: rule.predict(network, pixels[None])[0][0] for name, (pixels, _) in IMAGES.items()}
     assert any(m.any() and not m.all() for m in expected.values()), "a constant mask would prove nothing"
 
-    # segzoo inference: the bundle's inference.json, the network and the rule taken from the run
+    # segzoo inference: the bundle's inference.json over train.json, the network and the rule taken from the run (no --arch)
     run_bundle(BUNDLES / "pyconvunet", "inference", {
-        "arch": arch, "preset": preset(arch), "arch_params": narrow(arch),
-        "checkpoint": str(run / "model.pt"), "input_dir": str(tmp_path / "images"), "output_dir": str(tmp_path / "inference"),
+        "checkpoint": str(run / "model.pt"), "input_dir": str(tmp_path / "images"), "predictions_dir": str(tmp_path / "inference"),
         "device": "cpu"})
     # the MLflow pyfunc, fed the arrays as they are
     save_pyfunc(tmp_path / "pyfunc", load_trained(run, final_activation="identity"))

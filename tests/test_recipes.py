@@ -70,7 +70,7 @@ def test_evaluation_recipes_score_with_metrics_named_by_definition(bundle: str) 
     from segzoo.bundle.metrics import metric_spec
 
     parser = ConfigParser()
-    parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("evaluate.json", "paper_evaluate.json")])
+    parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("train.json", "evaluate.json", "paper_evaluate.json")])
     names = [metric_spec(key, spec)[0] for key, spec in parser.get_parsed_content("metrics").items()]
     assert "miou" not in names and ("foreground_iou" in names or "miou_with_background" in names)
 

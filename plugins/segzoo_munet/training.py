@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from torch import nn
 from torch.utils.data import WeightedRandomSampler
 
 import segzoo
-from segzoo.runs import load_checkpoint
 
 
 def resize(x: torch.Tensor, size: Sequence[int], mode: str = "bilinear") -> torch.Tensor:
@@ -161,11 +160,6 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.combine([network(x) for network in self.networks])
-
-
-def load_ensemble(build: Callable[[], nn.Module], checkpoints: Sequence[str], weights: Sequence[float] | None = None) -> Ensemble:
-    """An :class:`Ensemble` of ``build()`` networks, one per checkpoint (one checkpoint: the model alone)."""
-    return Ensemble([load_checkpoint(build(), path) for path in checkpoints], weights)
 
 
 class ClassWriter:

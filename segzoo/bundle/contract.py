@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from monai.data import get_track_meta, set_track_meta
 
-from segzoo.bundle.validation import ConfigError, check_override_values, load_config_file, load_config_files, unknown_override
+from segzoo.bundle.validation import ConfigError, check_override_values, load_config_file, load_config_files
 from segzoo.runs import store
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow
 
 CONFIG_FILES = {"training": "train.json", "evaluating": "evaluate.json", "inference": "inference.json"}
+# evaluate.json and inference.json are overlays merged over train.json (as the MONAI Model Zoo's): they add keys, repeat none
+OVERLAYS = ("evaluating", "inference")
 
 _RUN = {  # keys of every workflow that runs, saves and logs somewhere
     "bundle_name": "the MLflow experiment and the runs folder's name",
@@ -47,15 +49,20 @@ PROPERTIES: dict[str, dict[str, str]] = {
         "validate#evaluator": "the validation engine; its metrics are the validation metrics (val_<name>)",
     },
     "evaluating": {
-        **_RUN,
+        **{key: _RUN[key] for key in ("bundle_name", "tracking_uri", "parent_run_id")},
         "checkpoint": "the weights evaluated",
+        "trained": "the trained model as its run recorded it (segzoo.export.trained.TrainedModel: network, arch, preset, "
+                   "in_channels, processing), loaded by the one loader, load_trained",
+        "trained_network": "the network as run (on its device, weights loaded)",
+        "evaluation_dir": "the folder the evaluation writes to (read back after the run)",
         "patch_size": "the input size that complexity (params, GMac) is counted at",
         "dataset#data": "the held-out items evaluated ({'image', 'label', 'name'})",
         "inferer": "callable (batch, network) -> network output, as evaluation runs it",
         "evaluator": "the evaluation engine; its metrics are the held-out scores",
     },
-    "inference": {"bundle_name": _RUN["bundle_name"], "arch": _RUN["arch"], "checkpoint": "the weights used",
-                  "output_dir": "where the masks are written", "network": _RUN["network"], "evaluator": "the inference engine"},
+    "inference": {"bundle_name": _RUN["bundle_name"], "checkpoint": "the weights used",
+                  "trained": "the trained model as its run recorded it (see evaluating)",
+                  "predictions_dir": "where the masks are written", "evaluator": "the inference engine"},
 }
 # Keys a bundle may leave out; segzoo reads them as these defaults.
 OPTIONAL: dict[str, Any] = {
@@ -70,7 +77,7 @@ class BundleContractError(ConfigError):
 
 @dataclass(frozen=True)
 class Bundle:
-    """A bundle folder (``configs/train.json``, ``evaluate.json``, ``inference.json``, ``metadata.json``)."""
+    """A bundle folder (``configs/train.json``, the overlays ``evaluate.json`` and ``inference.json``, ``metadata.json``)."""
 
     root: Path
 
@@ -91,8 +98,10 @@ class Bundle:
         return self.root / "configs" / CONFIG_FILES[workflow]
 
     def files(self, workflow: str, extra_configs: Sequence[str | Path] = ()) -> list[str]:
-        """The workflow's config file, then ``extra_configs`` merged over it in order (as MONAI merges a list)."""
-        files = [self.config_file(workflow), *map(Path, extra_configs)]
+        """The workflow's config files (``train.json``, then the overlay of ``evaluating``/``inference``), then
+        ``extra_configs`` merged over them in order (as MONAI merges a ``--config_file`` list)."""
+        overlay = [self.config_file(workflow)] if workflow in OVERLAYS else []
+        files = [self.config_file("training"), *overlay, *map(Path, extra_configs)]
         for path in files:
             if not path.is_file():
                 raise ConfigError(f"config file {path} not found (bundle {self.root}, workflow '{workflow}')")
@@ -123,11 +132,6 @@ class Bundle:
                 + ". Add them (docs/architecture.md, 'The bundle contract', lists every key)."
             )
 
-    def known_overrides(self, workflow: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``overrides`` that name keys of ``workflow``'s config (training overrides that evaluation shares)."""
-        config = load_config_files(self.files(workflow))
-        return {key: value for key, value in overrides.items() if unknown_override(key, config) is None}
-
 
 def get(parser: ConfigParser, key: str) -> Any:
     """A contract key's parsed value, or its :data:`OPTIONAL` default when the bundle leaves it out."""
@@ -154,8 +158,9 @@ def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapp
         extra_configs: Sequence[str | Path] = ()) -> ConfigParser:
     """Run the bundle's ``workflow`` (``training``, ``evaluating`` or ``inference``) in this process.
 
-    ``overrides`` are config keys (``a#b`` for nested ones), as ``--KEY VALUE`` on MONAI's command line;
-    ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
+    ``evaluating`` and ``inference`` run their overlay merged over ``train.json``, so a training's overrides apply as
+    they are (the network itself comes from the run's ``checkpoint``). ``overrides`` are config keys (``a#b`` for
+    nested ones), as ``--KEY VALUE`` on MONAI's command line; ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
     so callers read what the run made: ``get(parser, "output_dir")``, the evaluator's ``state.metrics``, ...
     """
     track_meta = get_track_meta()

@@ -256,6 +256,26 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
     check_override_values(overrides, config, files, types=load_config_file(files[0]))
 
 
+def check_overlay(workflow: str, argv: Sequence[str] | None = None) -> None:
+    """``evaluate.json`` and ``inference.json`` are overlays over ``train.json`` (the network comes from the run, every
+    other value from training's keys): run alone, refuse with the two-file command instead of MONAI's missing-reference
+    error; refuse ``--output_dir`` (training's key, which the overlay does not read), naming the overlay's own."""
+    from segzoo.bundle.context import current_bundle_config
+
+    argv = list(sys.argv if argv is None else argv)
+    if "output_dir" in cli_override_values(argv):  # training's run folder in the merged config: it would be ignored
+        own = "evaluation_dir" if workflow == "evaluating" else "predictions_dir"
+        raise ConfigError(f"--output_dir is the training's run folder; {workflow} writes to --{own}: pass --{own} DIR")
+    running = current_bundle_config()
+    if running is None or "train" in running:
+        return
+    files = _config_files(argv)
+    overlay = Path(files[-1]) if files else Path(f"configs/{'evaluate' if workflow == 'evaluating' else 'inference'}.json")
+    base = overlay.with_name("train.json")
+    raise ConfigError(f"{overlay} is an overlay over {base}, not a whole config; merge it over {base}: "
+                      f"python -m monai.bundle run {workflow} --config_file \"['{base}','{overlay}']\"")
+
+
 def check_components(components: dict[str, tuple[str, str | list[str] | None]]) -> None:
     """Each ``config_key: (kind, name or names)`` must be registered (a ``none`` name is "not used"); the error names
     the config key and the closest names."""

@@ -15,6 +15,7 @@ from segzoo.bundle.metrics import check_metrics, key_metric, metric_handlers, ot
 from segzoo.bundle.validation import (
     ConfigError,
     check_components,
+    check_overlay,
     check_overrides,
     check_params,
     check_patch_size,
@@ -59,6 +60,7 @@ __all__ = [
     "build_optional",
     "check_components",
     "check_metrics",
+    "check_overlay",
     "check_overrides",
     "check_params",
     "check_tracking_store",

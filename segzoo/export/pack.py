@@ -139,7 +139,7 @@ def pack(run: str | Path, bundle: str | Path, output: str | Path, trained: Train
     """Write the Model Zoo folder ``output`` for ``run`` trained with ``bundle``; the folder."""
     bundle, output = Path(bundle), Path(output)
     configs = bundle / "configs"
-    bundle_inference = load_config_file(configs / "inference.json")
+    training = load_config_file(configs / "train.json")  # the synthetic data the bundle trains on (inference.json is an overlay)
     (output / "configs").mkdir(parents=True, exist_ok=True)
     (output / "models").mkdir(exist_ok=True)
     (output / "docs").mkdir(exist_ok=True)
@@ -156,5 +156,5 @@ def pack(run: str | Path, bundle: str | Path, output: str | Path, trained: Train
     if (configs / "logging.conf").is_file():
         shutil.copy(configs / "logging.conf", output / "configs" / "logging.conf")
     (output / "docs" / "README.md").write_text(readme(meta, trained))
-    write_samples(output / "samples", bundle_inference.get("synthetic"), trained.in_channels)
+    write_samples(output / "samples", training.get("synthetic"), trained.in_channels)
     return output

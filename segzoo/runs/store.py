@@ -226,10 +226,10 @@ def fresh_output_dir(path: str | os.PathLike) -> str:
             if not candidate.is_dir() or any(candidate.iterdir()):
                 continue
         except OSError as exc:
-            raise SegzooError(f"--output_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to") from None
+            raise SegzooError(f"--predictions_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to") from None
         print(f"masks -> {candidate}")
         return str(candidate)
-    raise SegzooError(f"{path} and 9999 numbered variants exist; pass another --output_dir")
+    raise SegzooError(f"{path} and 9999 numbered variants exist; pass another --predictions_dir")
 
 
 def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
