@@ -21,8 +21,16 @@ from tests.conftest import BUNDLES, run_bundle
 
 CONFIGS = BUNDLES / "munet" / "configs"
 # 8 images of 64x64, 4 per class (per class 2 train, 1 validation, 1 test), batches resized to 32 or 64, a small ResNet-50 MUNet
-TINY_MODEL = ["--synthetic", "{'name': 'synthetic_lesions', 'num_images': 8, 'size': 64, 'seed': 0, 'malignant_fraction': 0.5}", "--sizes", "[32,64]", "--backbone", "resnet50",
-              "--decoder_channels", "[32,16,16,8]"]
+TINY_MODEL = [
+    "--synthetic",
+    "{'name': 'synthetic_lesions', 'num_images': 8, 'size': 64, 'seed': 0, 'malignant_fraction': 0.5}",
+    "--sizes",
+    "[32,64]",
+    "--backbone",
+    "resnet50",
+    "--decoder_channels",
+    "[32,16,16,8]",
+]
 TINY = [*TINY_MODEL, "--batch_size", "2"]
 
 
