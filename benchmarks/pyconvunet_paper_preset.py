@@ -110,7 +110,9 @@ def search(base: int, pool: list[dict], top: int, in_channels: int) -> list[tupl
     rows = []
     uniform = [p for p in pool if all(any(p is q for q in admissible[level][1]) for level in range(DEPTH + 1))]
     if uniform:
-        totals = [fixed + np.sum([pyramid_cost(base, level, p, in_channels) for level in range(DEPTH + 1)], axis=0) for p in uniform]
+        totals = [
+            fixed + np.sum([pyramid_cost(base, level, p, in_channels) for level in range(DEPTH + 1)], axis=0) for p in uniform
+        ]
         i = int(np.argmin([error(*t) for t in totals]))
         rows.append((float(error(*totals[i])), *map(float, totals[i]), [uniform[i]] * (DEPTH + 1)))
 
@@ -151,7 +153,8 @@ def main() -> None:
     pool = candidates()
     print(f"{len(pool)} candidate pyramids per level, {len(pool) ** (DEPTH + 1):.2e} networks per base width before the "
           f"admissibility filter\n")
-    print("| base | level 0 (512²) | level 1 (256²) | level 2 (128²) | level 3 (64²) | level 4 (32²) | params (M) | GMac | error |")
+    print("| base | level 0 (512²) | level 1 (256²) | level 2 (128²) | level 3 (64²) | level 4 (32²) "
+          "| params (M) | GMac | error |")
     print("|---|---|---|---|---|---|---|---|---|")
     winners = []
     for base in BASES:

@@ -224,7 +224,8 @@ def _log_aggregate(client: Any, parent: str, arch: str, entry: dict[str, Any]) -
 
 
 def _train(comparison: Comparison, arch: str, parent: str, seed: int) -> dict[str, str]:
-    """One training (a child run of the parent) through the bundle's training workflow (see :func:`segzoo.bundle.contract.train_in`)."""
+    """One training (a child run of the parent) through the bundle's training workflow (see
+    :func:`segzoo.bundle.contract.train_in`)."""
     name = f"{arch}-seed{seed}"
     run_dir = bundles.train_in(comparison.output / "runs" / arch / f"seed{seed}", comparison.bundle, {
         **comparison.overrides, "arch": arch, "seed": seed, "run_name": name, "parent_run_id": parent,

@@ -65,7 +65,9 @@ def write_tables(compared: Compared, out: Path) -> list[Path]:
     return [out / "comparison.md", out / "comparison.csv"]
 
 
-def versus_reference(entries: dict[str, dict[str, Any]], arch: str, reference: str | None, metric: str) -> PairedDifference | None:
+def versus_reference(
+    entries: dict[str, dict[str, Any]], arch: str, reference: str | None, metric: str
+) -> PairedDifference | None:
     """``arch - reference`` on ``metric``, paired over the test images with seeds averaged (``None`` for the reference)."""
     if reference is None or arch == reference or reference not in entries:
         return None
@@ -162,20 +164,33 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str], compared: Compared
     paper = (f"the figures each architecture's plugin reports: scores for `{compared.dataset}`, parameter and GMac counts"
              if compared.dataset else "each architecture's published counts; no published scores match this data set")
     notes = [
-        (f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}) and training "
-         f"seeds 0..{compared.seeds - 1}; only `arch` and `seed` differ, so data, parts, augmentation and schedule are identical."),
-        (f"Reported part: **test** ({compared.test_images} images, never trained on and never used for selection; the "
-         "validation part selects), scored by the bundle's `evaluate.json` with "
-         f"{weights}. Each metric is computed per image, then averaged over images: "
-         + "; ".join(f"`{m}` = {_definition(m)}" for m in metrics) + "."),
-        (f"Seeds: {compared.seeds}; each score is the mean over seeds, ± the sample standard deviation (none for one seed). "
-         f"'vs {compared.reference}' is the mean over test images of (architecture - {compared.reference}) on "
-         f"`{metrics[0]}`, each image's score first averaged over seeds, with a 95% percentile bootstrap interval (10000 "
-         "resamples of the images, seeded); verdict: better / worse when the interval excludes 0, else no detectable difference."),
-        (f"Params and GMac: the trained network (in_channels={compared.in_channels}), one forward pass of a "
-         f"{compared.in_channels}x{size} patch under the pinned rule of `segzoo/complexity.py`; the paper's are at 3x512x512."),
-        (f"Times: median of {compared.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "
-         f"evaluation's inferer; CPU (torch threads: {torch.get_num_threads()}){gpu}."),
+        (
+            f"Same recipe: each architecture ran the bundle's `train.json` with the same overrides ({overrides}) and training "
+            f"seeds 0..{compared.seeds - 1}; only `arch` and `seed` differ, so data, parts, "
+            "augmentation and schedule are identical."
+        ),
+        (
+            f"Reported part: **test** ({compared.test_images} images, never trained on and never used for selection; the "
+            "validation part selects), scored by the bundle's `evaluate.json` with "
+            f"{weights}. Each metric is computed per image, then averaged over images: "
+            + "; ".join(f"`{m}` = {_definition(m)}" for m in metrics)
+            + "."
+        ),
+        (
+            f"Seeds: {compared.seeds}; each score is the mean over seeds, ± the sample standard deviation (none for one seed). "
+            f"'vs {compared.reference}' is the mean over test images of (architecture - {compared.reference}) on "
+            f"`{metrics[0]}`, each image's score first averaged over seeds, with a 95% percentile bootstrap interval (10000 "
+            "resamples of the images, seeded); verdict: better / worse when the interval excludes 0, "
+            "else no detectable difference."
+        ),
+        (
+            f"Params and GMac: the trained network (in_channels={compared.in_channels}), one forward pass of a "
+            f"{compared.in_channels}x{size} patch under the pinned rule of `segzoo/complexity.py`; the paper's are at 3x512x512."
+        ),
+        (
+            f"Times: median of {compared.repeats} runs after a warm-up, batch 1, one held-out {image} image through the "
+            f"evaluation's inferer; CPU (torch threads: {torch.get_num_threads()}){gpu}."
+        ),
         f"Paper columns: {paper}.",
     ]
     lines = [

@@ -85,9 +85,18 @@ def layer_rows(model: nn.Module) -> list[dict[str, Any]]:
             rows += [{"layer": path, **row} for row in module.describe_layer()]
         elif isinstance(module, _CONVS):
             kernel = module.kernel_size[0] if len(set(module.kernel_size)) == 1 else "x".join(map(str, module.kernel_size))
-            rows.append({"layer": path, "level": "-", "kernel": kernel, "groups": module.groups, "in": module.in_channels,
-                         "out": module.out_channels, "connections": module.in_channels // module.groups * math.prod(module.kernel_size),
-                         "params": sum(p.numel() for p in module.parameters())})
+            rows.append(
+                {
+                    "layer": path,
+                    "level": "-",
+                    "kernel": kernel,
+                    "groups": module.groups,
+                    "in": module.in_channels,
+                    "out": module.out_channels,
+                    "connections": module.in_channels // module.groups * math.prod(module.kernel_size),
+                    "params": sum(p.numel() for p in module.parameters()),
+                }
+            )
     return rows
 
 
@@ -119,7 +128,8 @@ def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] 
     shape = (size,) * spatial_dims if isinstance(size, int) else tuple(size)
     if not all(0 < s <= MAX_SIZE for s in shape):
         raise SegzooError(f"--size {size}: counts are taken on an image of 1 to {MAX_SIZE} pixels a side (they grow with the "
-                          "pixel count, so a larger image's GMac is the count at a smaller size times the area ratio); pass e.g. --size 512")
+                          "pixel count, so a larger image's GMac is the count at a smaller size times the area "
+                          "ratio); pass e.g. --size 512")
     if model_placement(model)["device"] != _META:
         model = copy.deepcopy(model).to(_META)
     total = 0
@@ -136,7 +146,8 @@ def measure(model: nn.Module, in_channels: int = 3, size: int | tuple[int, ...] 
         model(torch.zeros(1, in_channels, *shape, **model_placement(model)))
     except (ValueError, RuntimeError) as exc:  # a size the network cannot take (its stride, or smaller than its kernels)
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SegzooError(f"--size {size}: {type(model).__name__} cannot take an image of {'x'.join(map(str, shape))} ({reason}); "
+        raise SegzooError(f"--size {size}: {type(model).__name__} cannot take an image of "
+                          f"{'x'.join(map(str, shape))} ({reason}); "
                           "pass a size it can, e.g. --size 512") from None
     finally:
         for h in handles:

@@ -82,4 +82,6 @@ def paired_difference(row: Sequence[PerImage], reference: Sequence[PerImage], me
     means = differences[draws].mean(axis=1)
     tail = 100 * (1 - CONFIDENCE) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
-    return PairedDifference(metric, float(differences.mean()), float(low), float(high), len(images), min(len(row), len(reference)))
+    return PairedDifference(
+        metric, float(differences.mean()), float(low), float(high), len(images), min(len(row), len(reference))
+    )

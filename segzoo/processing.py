@@ -53,7 +53,8 @@ def as_stored(pixels: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
 
 
 def class_map(probabilities: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Class indices ``(..., H, W)`` (int64) of probabilities ``(..., C, H, W)``: ``>= threshold`` for one channel, arg-max for several."""
+    """Class indices ``(..., H, W)`` (int64) of probabilities ``(..., C, H, W)``: ``>= threshold`` for one channel, arg-max for
+    several."""
     if probabilities.shape[-3] == 1:
         return (probabilities[..., 0, :, :] >= threshold).long()
     return probabilities.argmax(-3)
@@ -109,7 +110,9 @@ class Processing:
         of a network that returns several, e.g. MUNet's ``fused`` map, not its per-image class logits) over the whole image."""
         from monai.inferers import SlidingWindowInferer
 
-        window = SlidingWindowInferer(roi_size=list(self.roi_size), sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode=self.blend)
+        window = SlidingWindowInferer(
+            roi_size=list(self.roi_size), sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode=self.blend
+        )
 
         def infer(batch: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
             return window(batch, lambda patch: self.select(network(patch, *args, **kwargs)))
@@ -126,7 +129,8 @@ class Processing:
         return output
 
     def probabilities(self, output: Any) -> torch.Tensor:
-        """Mask probabilities ``(B, C, H, W)`` (or ``(C, H, W)``) of a network's output (a tensor, or the ``output`` entry of a dict or tuple)."""
+        """Mask probabilities ``(B, C, H, W)`` (or ``(C, H, W)``) of a network's output (a tensor, or the ``output`` entry of a
+        dict or tuple)."""
         output = self.select(output).float()
         if self.activation == "sigmoid":
             return torch.sigmoid(output)
@@ -144,7 +148,8 @@ class Processing:
 
     @torch.no_grad()
     def predict(self, network: Callable, images: np.ndarray, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """Masks ``(N, H, W)`` uint8 and probabilities ``(N, C, H, W)`` float32 of ``(N, H, W)`` or ``(N, C, H, W)`` images of any dtype."""
+        """Masks ``(N, H, W)`` uint8 and probabilities ``(N, C, H, W)`` float32 of ``(N, H, W)`` or ``(N, C, H, W)`` images of any
+        dtype."""
         images = np.asarray(images)
         images = images[:, None] if images.ndim == 3 else images
         inferer = self.inferer()

@@ -213,7 +213,9 @@ def check_component(spec: Component) -> Component:
         spec.schema_rows()
     except Exception as exc:  # noqa: BLE001 - a model whose defaults cannot even be listed is unusable
         raise TypeError(f"{where}: its params model {spec.params.__name__} is broken ({type(exc).__name__}: {exc})") from None
-    defaults = {name: f.get_default(call_default_factory=True) for name, f in spec.params.model_fields.items() if not f.is_required()}
+    defaults = {
+        name: f.get_default(call_default_factory=True) for name, f in spec.params.model_fields.items() if not f.is_required()
+    }
     try:  # pydantic does not check defaults: a default of the wrong type would otherwise build and train
         spec.params.model_validate(defaults, strict=False)
     except ValidationError as exc:

@@ -5,7 +5,8 @@ The table (rows, paper values, recipe files, metric definitions, data sets) is d
 table's recipe files merged over it and the row's overrides, then is scored by ``evaluate.json`` (+ recipe) on
 the test part (validation only selects), once per training seed (``--seeds N``), each seed one MLflow child run
 under one parent run that carries the means. A state file in the output folder records each finished seed, so a
-rerun with the same ``--output`` resumes (an interrupted training resumes from its ``last.pt``). Rows whose data is missing or whose mechanism the bundle lacks are listed with the reason, never
+rerun with the same ``--output`` resumes (an interrupted training resumes from its ``last.pt``). Rows whose data is missing or
+whose mechanism the bundle lacks are listed with the reason, never
 filled in. Results go to ``reproduce.md`` and ``reproduce.csv`` (see :mod:`segzoo.reproduce_report`). The parent
 run lives in the bundle's MLflow experiment, beside the rows' runs.
 """
@@ -96,8 +97,18 @@ def hardware() -> str:
     return f"{torch.cuda.get_device_name()} + {cpu}" if torch.cuda.is_available() else cpu
 
 
-def reproduce(table: Table, rows: list[Row], output: Path, dataset_dir: str | None, dataset: str | None, epochs: int | None,
-              overrides: dict[str, Any], tracking_uri: str | None = None, seeds: int = 1, select_on_reported: bool = False) -> Path:
+def reproduce(
+    table: Table,
+    rows: list[Row],
+    output: Path,
+    dataset_dir: str | None,
+    dataset: str | None,
+    epochs: int | None,
+    overrides: dict[str, Any],
+    tracking_uri: str | None = None,
+    seeds: int = 1,
+    select_on_reported: bool = False,
+) -> Path:
     """Run ``rows`` of ``table`` not yet finished in ``output`` (each training row once per seed), then write and log the
     report; returns the markdown path."""
     from segzoo.tracking.client import closed_with_status, log_params, open_run
@@ -185,7 +196,8 @@ def _train_and_evaluate(table: Table, row: Row, output: Path, dataset_dir: str |
                 **({"epochs": epochs} if epochs else {}), "tracking_uri": client.tracking_uri}
     name = f"{_slug(row.name)}-seed{seed}"
     if "run_dir" not in entry:
-        run_dir = bundles.train_in(output / "runs" / _slug(row.name) / f"seed{seed}", bundle, copy.deepcopy({  # the parser merges into nested
+        # the parser merges into nested
+        run_dir = bundles.train_in(output / "runs" / _slug(row.name) / f"seed{seed}", bundle, copy.deepcopy({
             **settings, "parent_run_id": parent, "run_name": name}), table.recipe_files("training"), label=name)
         entry.update(run_dir=str(run_dir), run_id=store.read_run_id(run_dir))
     run_dir = Path(entry["run_dir"])

@@ -84,7 +84,14 @@ def _protocol(table: Table, row: Row, epochs: int | None) -> str:
     return f"{recipe}; {changes}{shortened}"
 
 
-FORMATS = {"difference": "{:+.4f}", "vs_reference": "{:+.4f}", "ci_low": "{:+.4f}", "ci_high": "{:+.4f}", "difference_pct": "{:+.1f}", "wall_s": "{:.1f}"}
+FORMATS = {
+    "difference": "{:+.4f}",
+    "vs_reference": "{:+.4f}",
+    "ci_low": "{:+.4f}",
+    "ci_high": "{:+.4f}",
+    "difference_pct": "{:+.1f}",
+    "wall_s": "{:.1f}",
+}
 
 
 def _cell(key: str, value: Any) -> str:

@@ -101,7 +101,8 @@ class Tuner:
                  overrides: dict[str, Any], epochs: int | None = None, metric: str = "val_miou_with_background", seed: int = 0,
                  heartbeat_s: int = 60) -> None:
         self.bundle = Bundle(bundle)
-        self.bundle.read("training", {**overrides, **{d.name: d.value(d.low) for d in space}})  # a broken contract, key or type fails now
+        # a broken contract, key or type fails now
+        self.bundle.read("training", {**overrides, **{d.name: d.value(d.low) for d in space}})
         self.space = space
         self.trials = trials
         self.output_dir = output_dir
@@ -160,13 +161,17 @@ class Tuner:
         from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
         # Optuna calls its heartbeat functions experimental and meant for its own optimize loop; this loop is their other user.
-        warnings.filterwarnings("ignore", message=r".*(heartbeat|fail_stale_trials|RetryFailedTrialCallback|failed_trial_callback)",
-                                category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r".*(heartbeat|fail_stale_trials|RetryFailedTrialCallback|failed_trial_callback)",
+            category=optuna.exceptions.ExperimentalWarning,
+        )
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         storage = RDBStorage(self.storage, heartbeat_interval=self.heartbeat_s, grace_period=GRACE_HEARTBEATS * self.heartbeat_s,
                              failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
         study = optuna.create_study(study_name=self.study_name, storage=storage, direction="maximize", load_if_exists=True)
-        # Offset the seed by the trials already made, so a resumed study (or a second worker) does not re-propose the first points.
+        # Offset the seed by the trials already made, so a resumed study (or a second worker) does not re-propose the first
+        # points.
         study.sampler = optuna.samplers.TPESampler(seed=self.seed + len(study.trials))
         return study
 
@@ -175,13 +180,29 @@ class Tuner:
         from segzoo.tracking.client import log_params, open_run
 
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        client, parent = open_run(self.overrides.get("tracking_uri"), self.bundle.name, f"tune-{self.study_name}", run_id=parent_id,
-                                  source=str(self.bundle.root.resolve()), description=self.title)
+        client, parent = open_run(
+            self.overrides.get("tracking_uri"),
+            self.bundle.name,
+            f"tune-{self.study_name}",
+            run_id=parent_id,
+            source=str(self.bundle.root.resolve()),
+            description=self.title,
+        )
         if parent != parent_id:  # a new study, or its parent run is not in this tracking store (open_run warned)
             study.set_user_attr(PARENT_RUN_ATTR, parent)
-            log_params(client, parent, {"study": self.study_name, "storage": self.storage, "metric": self.metric, "sampler": "TPE",
-                                        "seed": self.seed, "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
-                                        **{f"override.{k}": json.dumps(v) for k, v in self.overrides.items()}})
+            log_params(
+                client,
+                parent,
+                {
+                    "study": self.study_name,
+                    "storage": self.storage,
+                    "metric": self.metric,
+                    "sampler": "TPE",
+                    "seed": self.seed,
+                    "space": ",".join(f"{d.name}:{d.kind}:{d.low}:{d.high}" for d in self.space),
+                    **{f"override.{k}": json.dumps(v) for k, v in self.overrides.items()},
+                },
+            )
         return client, parent
 
     def next_trial(self, study: Any) -> Any | None:
@@ -307,7 +328,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     study = tuner.run()
     if not any(t.value is not None for t in study.trials):
         raise SegzooError(f"study '{study_name}': no trial completed; see the errors above")
-    print(f"study '{study_name}': {len(study.trials)} trials; best {args.metric} = {study.best_value:.4f} with {study.best_params}")
+    print(f"study '{study_name}': {len(study.trials)} trials; best {args.metric} = {study.best_value:.4f} "
+          f"with {study.best_params}")
     print(f"rerun the best: python -m monai.bundle run training --config_file {tuner.bundle.config_file('training')} "
           f"--args_file {output_dir / BEST_OVERRIDE}")
     return 0
@@ -317,15 +339,32 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``segzoo tune`` to the CLI's subcommands."""
     p = subparsers.add_parser("tune", help="TPE search (Optuna) of a bundle's config keys on its validation metric, resumable")
     p.add_argument("--bundle", required=True, help="bundle folder holding configs/train.json, e.g. bundles/frem")
-    p.add_argument("--space", required=True, help="NAME:int|float:LOW:HIGH[:log],...; names are config keys, e.g. B:int:1:512,X:float:1:1000")
-    p.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study, counting earlier runs (default 50)")
+    p.add_argument("--space", required=True, help="NAME:int|float:LOW:HIGH[:log],...; names are config keys, e.g. "
+                                                  "B:int:1:512,X:float:1:1000")
+    p.add_argument("--trials", type=int, default=50, help="completed trials wanted in the study, "
+                                                          "counting earlier runs (default 50)")
     p.add_argument("--epochs", type=int, help="epochs per trial (default: the bundle's)")
-    p.add_argument("--metric", default="val_miou_with_background", help="validation metric to maximise, as logged by the bundle (default val_miou_with_background)")
+    p.add_argument(
+        "--metric",
+        default="val_miou_with_background",
+        help="validation metric to maximise, as logged by the bundle (default val_miou_with_background)",
+    )
     p.add_argument("--study", help="study name (default: <bundle>-tpe); the same name continues the study")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://USER@HOST/DB "
                    "(pip install -e '.[group]'; docs/group.md); default: a sqlite file in the output folder")
-    add_flag(p, "--output_dir", renamed_from=["--output-dir"], help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="fixed bundle override, repeatable (e.g. train_hook=frem)")
+    add_flag(
+        p,
+        "--output_dir",
+        renamed_from=["--output-dir"],
+        help="trial runs, best_override.json and trials.png (default: runs/<bundle>/tune-<study>)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed bundle override, repeatable (e.g. train_hook=frem)",
+    )
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed; give each machine of a shared study its own")
     p.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
                    help=f"a running trial's heartbeat interval; one silent for {GRACE_HEARTBEATS} intervals (its worker died) is "

@@ -72,14 +72,17 @@ def tracking_uri(tmp_path: Path) -> str:
 
 
 def overlay(configs: Path, name: str) -> str:
-    """The ``--config_file`` of an evaluate/inference run: the overlay ``name`` merged over ``train.json``, as the README prints it."""
+    """The ``--config_file`` of an evaluate/inference run: the overlay ``name`` merged over ``train.json``, as the README
+    prints it."""
     return f"['{configs / 'train.json'}','{configs / name}']"
 
 
 def run_bundle(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m monai.bundle ...`` in ``cwd`` (outputs land in ``cwd/runs``); fails the test with the log on error."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"bundle run failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc
 
@@ -99,7 +102,9 @@ def hostile(area: str, case: str, outcome: str, message: str = "", issue: int | 
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--hostile-table", metavar="PATH", help="write the markdown table of the collected hostile-input cases to PATH")
+    parser.addoption(
+        "--hostile-table", metavar="PATH", help="write the markdown table of the collected hostile-input cases to PATH"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -145,7 +150,8 @@ def hostile_markdown(rows: list[dict[str, str]]) -> str:
         "| area | case | what happens | message (excerpt) | test | issue |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['area']} | {cell(r['case'])} | {cell(r['outcome'])} | {cell(r['message']) or '-'} | `{r['test']}` | {r.get('issue') or '-'} |"
+    lines += [f"| {r['area']} | {cell(r['case'])} | {cell(r['outcome'])} | {cell(r['message']) or '-'} | `{r['test']}` | "
+              f"{r.get('issue') or '-'} |"
               for r in rows]
     return "\n".join(lines) + "\n"
 

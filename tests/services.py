@@ -86,12 +86,20 @@ def postgres() -> Iterator[Postgres]:
                    check=True, capture_output=True, timeout=START_TIMEOUT_S)
     options = f"-h 127.0.0.1 -p {port} -k {data_root} -c fsync=off -c max_connections=100"
     pg_ctl = pg_tool("pg_ctl")
-    subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(data_root / "log"), "-w", "-t", str(START_TIMEOUT_S), "start"]),
-                   check=True, capture_output=True, timeout=START_TIMEOUT_S + 10)
+    subprocess.run(
+        as_postgres(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", str(data_root / "log"), "-w", "-t", str(START_TIMEOUT_S), "start"]
+        ),
+        check=True,
+        capture_output=True,
+        timeout=START_TIMEOUT_S + 10,
+    )
     try:
         yield Postgres(port, user)
     finally:
-        subprocess.run(as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True, timeout=60, check=False
+        )
         shutil.rmtree(data_root, ignore_errors=True)
 
 
@@ -110,8 +118,22 @@ def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[MlflowServe
     port = free_port()
     artifacts = workdir / "artifacts"
     log = workdir / "mlflow-server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     env = {**os.environ, "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "w") as out:
@@ -128,7 +150,9 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the service exited ({process.returncode}) before answering {url}:\n{log.read_text()[-3000:]}", pytrace=False)
+            pytest.fail(
+                f"the service exited ({process.returncode}) before answering {url}:\n{log.read_text()[-3000:]}", pytrace=False
+            )
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return

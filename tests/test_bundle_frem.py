@@ -154,12 +154,14 @@ def test_supervision_row_trains_on_tem_files_then_evaluates_and_segments_whole_i
 
     # no --preset/--arch_params: the network is rebuilt from the run; the data keys are training's, as trained
     shared = {"patch_size": [64, 64], "dataset_dir": str(data), "runs_dir": str(tmp_path / "runs" / "frem")}
-    run("evaluating", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")], label_mapping_name="tem_4class", **shared)
+    run("evaluating", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")], label_mapping_name="tem_4class",
+        **shared)
     rows = list(csv.DictReader((run_dir / "eval" / "per_image.csv").read_text().splitlines()))
     assert len(rows) == 1 and set(rows[0]) == {"image", "miou_with_background", *(f"iou_{name}" for name in CLASS_NAMES)}
 
     masks = tmp_path / "masks"
-    run("inference", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")], input_dir=str(data / "train" / "images"),
+    run("inference", config_file=[str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")],
+        input_dir=str(data / "train" / "images"),
         predictions_dir=str(masks), **shared)
     predicted = tifffile.imread(masks / "00.tif")  # TIFF in, TIFF out
     assert predicted.shape == (128, 128) and set(np.unique(predicted)) <= {0, 1, 2, 3}

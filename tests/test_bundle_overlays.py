@@ -22,7 +22,8 @@ def test_an_overlay_repeats_no_key_of_train_json(bundle: str, name: str) -> None
     train, overlay = (json.loads((configs / file).read_text()) for file in ("train.json", name))
     assert not set(overlay) & set(train), f"{name} restates train.json's {sorted(set(overlay) & set(train))}"
     for key in (k for k in overlay if k.startswith("+")):
-        assert isinstance(train.get(key[1:]), type(overlay[key])), f"{name}: '{key}' must extend train.json's {key[1:]} of the same type"
+        assert isinstance(train.get(key[1:]), type(overlay[key])), (
+            f"{name}: '{key}' must extend train.json's {key[1:]} of the same type")
 
 
 @pytest.mark.parametrize("workflow", ["evaluating", "inference"])
@@ -36,7 +37,8 @@ def test_an_overlay_run_alone_names_the_two_file_command(workflow: str) -> None:
     while error is not None:
         chain.append(str(error))
         error = error.__cause__
-    assert any("is an overlay over" in message and "train.json" in message and "--config_file" in message for message in chain), chain
+    assert any("is an overlay over" in message and "train.json" in message and "--config_file" in message
+               for message in chain), chain
 
 
 

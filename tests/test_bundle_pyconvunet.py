@@ -269,7 +269,8 @@ def test_the_logged_mlflow_model_predicts_masks_without_segzoo(trained: dict, tm
         f"model = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n"
         "rng = np.random.default_rng(0)\n"
         "for images in (rng.random((2, 1, 70, 90), dtype=np.float32), (rng.random((2, 70, 90)) * 255).astype(np.uint8),\n"
-        "               (rng.random((1, 70, 90)) * 3000 - 1000).astype(np.int16), (rng.random((1, 70, 90)) * 65535).astype(np.uint16)):\n"
+        "               (rng.random((1, 70, 90)) * 3000 - 1000).astype(np.int16), (rng.random((1, 70, 90)) "
+        "* 65535).astype(np.uint16)):\n"
         "    masks = model.predict(images)\n"
         "    print('masks', masks.shape[1:], masks.dtype, sorted(set(np.unique(masks).tolist()) - {0, 1}))\n",
         cwd=tmp_path, env={"MLFLOW_TRACKING_URI": trained["uri"]})
@@ -297,7 +298,8 @@ def free_port() -> int:
 
 
 def test_the_served_model_answers_a_uint8_image_with_segzoo_inferences_mask(trained: dict, tmp_path: Path) -> None:
-    """``mlflow models serve`` (local environment, 127.0.0.1) on the training's logged model, fed ``np.array(Image.open(png))[None]``."""
+    """``mlflow models serve`` (local environment, 127.0.0.1) on the training's logged model, fed
+    ``np.array(Image.open(png))[None]``."""
     import time
     import urllib.request
 
@@ -312,9 +314,28 @@ def test_the_served_model_answers_a_uint8_image_with_segzoo_inferences_mask(trai
     run_id = (trained["run_dir"] / "mlflow_run_id.txt").read_text().strip()
     (model,) = client.search_logged_models(experiment_ids=[client.get_run(run_id).info.experiment_id])
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{model.model_id}", "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"]},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{model.model_id}",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": trained["uri"]},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         request = json.dumps({"inputs": np.array(Image.open(tmp_path / "images" / "x.png"))[None].tolist(),
                               "params": {"dtype": "uint8"}}).encode()
@@ -346,7 +367,8 @@ def test_a_packed_bundle_runs_inference_from_any_folder_with_monai_alone(trained
     from monai.bundle import verify_metadata
 
     meta = json.loads((packed / "configs" / "metadata.json").read_text())
-    verify_metadata(meta_file=str(packed / "configs" / "metadata.json"), filepath=str(packed / "configs" / meta["schema"]))  # shipped: offline
+    # shipped: offline
+    verify_metadata(meta_file=str(packed / "configs" / "metadata.json"), filepath=str(packed / "configs" / meta["schema"]))
     assert "eval_metrics" not in meta and "sliding window" in meta["description"]
     without_segzoo(
         "import runpy, sys\n"

@@ -71,7 +71,11 @@ def test_tables_list_every_architecture_with_scores_counts_and_times(compared: d
     rows = list(csv.DictReader((compared["out"] / "comparison.csv").read_text().splitlines()))
     assert [r["architecture"] for r in rows] == ["unet", "pyconvunet"]
     for row in rows:
-        assert 0 <= float(row["miou_with_background"]) <= 1 and 0 <= float(row["dice"]) <= 1 and 0 <= float(row["foreground_iou"]) <= 1
+        assert (
+            0 <= float(row["miou_with_background"]) <= 1
+            and 0 <= float(row["dice"]) <= 1
+            and 0 <= float(row["foreground_iou"]) <= 1
+        )
         assert float(row["params_m"]) > 0 and float(row["gmac"]) > 0 and float(row["cpu_ms"]) > 0
         assert row["paper_foreground_iou"] == ""  # synthetic data: the paper has no scores for it
     assert float(rows[0]["paper_params_m"]) == 7.77  # unet's published Table 3 figure, from its plugin
@@ -91,7 +95,9 @@ def test_mlflow_parent_run_holds_one_child_per_architecture_and_the_artifacts(co
     assert {"unet.test_foreground_iou_mean", "unet.test_foreground_iou_sd"} <= set(parent.data.metrics)
     for kid in kids:
         assert kid.info.status == "FINISHED"
-        assert {"test_miou_with_background", "test_dice", "params_m", "gmac", "train_loss", "val_miou_with_background"} <= set(kid.data.metrics)
+        assert {"test_miou_with_background", "test_dice", "params_m", "gmac", "train_loss", "val_miou_with_background"} <= set(
+            kid.data.metrics
+        )
         assert kid.data.params["config.epochs"] == "1" and kid.data.params["config.arch_params.base_channels"] == "8"
     artifacts = {a.path for a in mlflow.list_artifacts(parent_id)}
     assert {"comparison.md", "comparison.csv", "curves.png", "predictions.png"} <= artifacts
@@ -116,7 +122,8 @@ def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
         assert set(data) == {"training", "validation"}
         assert data["training"].name == "synthetic_cells" and data["training"].source_type == "synthetic"
         assert json.loads(data["training"].source) == {"generator": "synthetic_cells", "num_images": 6, "size": 64, "seed": 0}
-        assert json.loads(data["training"].profile)["num_images"] == 3  # 6 images: 2 test, 1 validation and len(data["training"].digest) == 10
+        # 6 images: 2 test, 1 validation and len(data["training"].digest) == 10
+        assert json.loads(data["training"].profile)["num_images"] == 3
         assert tags["mlflow.source.name"] == str((BUNDLES / "pyconvunet").resolve()) and tags["mlflow.source.type"] == "LOCAL"
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.user"]
         assert tags["segzoo.version"] == segzoo.__version__ and tags["segzoo.plugin.pyconvunet"]
@@ -132,7 +139,8 @@ def test_training_runs_carry_what_the_mlflow_ui_shows(compared: dict) -> None:
     parent = mlflow.get_run(compared["state"]["parent_run_id"])  # its data is its children's, its description the table
     assert dataset_inputs(parent)["training"].digest == dataset_inputs(kids[0])["training"].digest
     description = parent.data.tags["mlflow.note.content"]
-    assert description.startswith("comparison of unet, pyconvunet (2 seed(s) each, scored on the test part) on synthetic_cells, 1 epochs each\n\n")
+    assert description.startswith("comparison of unet, pyconvunet (2 seed(s) each, scored on the test part) "
+                                  "on synthetic_cells, 1 epochs each\n\n")
     assert description.endswith((compared["out"] / "comparison.md").read_text())
 
 
@@ -195,6 +203,9 @@ def test_training_finished_but_unrecorded_is_not_repeated(compared: dict) -> Non
 
 
 def test_an_unknown_architecture_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["compare", "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,unett", "--output", str(tmp_path / "cmp")]) == 2
+    assert (
+        main(["compare", "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,unett", "--output", str(tmp_path / "cmp")])
+        == 2
+    )
     assert "Did you mean: unet" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()

@@ -138,7 +138,9 @@ def test_segzoo_export_mlflow_writes_a_model_folder_that_predicts_masks(run_dir:
     assert sorted(p.name for p in run_dir.iterdir()) == ["components.json", "mlflow_model", "model.pt"]  # nothing left beside it
 
 
-def test_onnx_without_the_export_extra_names_the_pip_install_that_fixes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_without_the_export_extra_names_the_pip_install_that_fixes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # as if not installed
     with pytest.raises(ExportError, match=r'needs onnxscript, which is not installed: pip install "segzoo\[export\]"'):
         export_network(small_network("unet"), "onnx", tmp_path / "m.onnx", torch.rand(1, 1, 32, 32))

@@ -30,10 +30,16 @@ def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
-        "segzoo: error: --resume true: there is no run under runs/pyconvunet; no run there can be resumed: start a new training without --resume")
+        "segzoo: error: --resume true: there is no run under runs/pyconvunet; no run there can be resumed: "
+        "start a new training without --resume")
 
 
-@hostile("faults", "NaN loss in epoch 2", "stops naming epoch and iteration; last.pt keeps epoch 1", "training loss became nan at epoch 2, iteration 2 ... continue this run with --resume RUN_DIR")
+@hostile(
+    "faults",
+    "NaN loss in epoch 2",
+    "stops naming epoch and iteration; last.pt keeps epoch 1",
+    "training loss became nan at epoch 2, iteration 2 ... continue this run with --resume RUN_DIR",
+)
 def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     from monai.engines import SupervisedTrainer
 
@@ -46,10 +52,17 @@ def test_a_nan_loss_stops_training_naming_epoch_and_iteration_and_keeps_the_last
         loss = torch.nn.functional.mse_loss(pred, label)
         return loss * float("nan") if trainer.state.epoch == 2 and trainer.state.iteration == 5 else loss
 
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=3, train_data_loader=data, network=network, optimizer=optimizer,
-                                loss_function=loss_that_breaks, train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer),
-                                                                               StopOnNonFiniteLoss(str(tmp_path))])
-    with pytest.raises(NonFiniteLossError, match=rf"became nan at epoch 2, iteration 2 .*last.pt \(epoch 1\).*--resume {tmp_path}$"):
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=3,
+        train_data_loader=data,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss_that_breaks,
+        train_handlers=[LastCheckpoint(str(tmp_path), network, optimizer), StopOnNonFiniteLoss(str(tmp_path))],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, iteration 2 .*last.pt \(epoch "
+                                                 rf"1\).*--resume {tmp_path}$"):
         trainer.run()
     saved = torch.load(tmp_path / "last.pt", weights_only=True)
     assert _epochs_done(tmp_path / "last.pt") == 1
@@ -73,7 +86,13 @@ def test_the_last_checkpoint_is_written_in_the_background_and_complete_when_trai
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@hostile("faults", "disk full / unwritable run folder when the first last.pt is written", "training stops naming the file; says there is nothing to resume (there is no last.pt)", "could not write the checkpoint .../last.pt: ... then start the training again (no epoch was saved, so there is nothing to resume)")
+@hostile(
+    "faults",
+    "disk full / unwritable run folder when the first last.pt is written",
+    "training stops naming the file; says there is nothing to resume (there is no last.pt)",
+    "could not write the checkpoint .../last.pt: ... then start the training again (no epoch was saved, "
+    "so there is nothing to resume)",
+)
 def test_a_checkpoint_that_cannot_be_written_stops_training_naming_the_file(tmp_path: Path) -> None:
     from monai.engines import SupervisedTrainer
 
@@ -98,26 +117,59 @@ def test_an_empty_dataset_folder_stops_before_training_naming_it(tmp_path: Path)
     assert not (tmp_path / "runs").exists()
 
 
-@hostile("config", "`--arch_params \"{'base_channels': 'wide'}\"`", "refused before building, naming the config key", "config key 'arch_params': invalid parameters for architecture 'unet' ... 'base_channels': got 'wide'")
+@hostile(
+    "config",
+    "`--arch_params \"{'base_channels': 'wide'}\"`",
+    "refused before building, naming the config key",
+    "config key 'arch_params': invalid parameters for architecture 'unet' ... 'base_channels': got 'wide'",
+)
 def test_a_wrong_parameter_type_names_the_config_key(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, "--arch", "unet",
-                           "--arch_params", "{'base_channels': 'wide'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            TRAIN,
+            "--arch",
+            "unet",
+            "--arch_params",
+            "{'base_channels': 'wide'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "config key 'arch_params': invalid parameters for architecture 'unet'" in proc.stderr
     assert "'base_channels': got 'wide'" in proc.stderr
 
 
-@hostile("CLI", "evaluate with a checkpoint of another architecture/class count", "refused naming both", "checkpoint ... was trained as unet (preset None, out_channels 1) and does not fit the network asked for")
+@hostile(
+    "CLI",
+    "evaluate with a checkpoint of another architecture/class count",
+    "refused naming both",
+    "checkpoint ... was trained as unet (preset None, out_channels 1) and does not fit the network asked for",
+)
 def test_a_checkpoint_of_another_architecture_is_refused_naming_both(tmp_path: Path) -> None:
     unet = segzoo.create_model("unet", base_channels=4, in_channels=1)
     torch.save(unet.state_dict(), tmp_path / "model.pt")
     (tmp_path / "components.json").write_text(json.dumps({"architecture": {"name": "unet", "preset": None, "out_channels": 1}}))
     other = segzoo.create_model("unet", base_channels=4, in_channels=1, out_channels=3)
-    with pytest.raises(segzoo.SegzooError, match=r"trained as unet \(preset None, out_channels 1\) .* asked for, unet \(out_channels 3\)"):
+    with pytest.raises(segzoo.SegzooError, match=r"trained as unet \(preset None, out_channels 1\) "
+                                                 r".* asked for, unet \(out_channels 3\)"):
         load_checkpoint(other, tmp_path / "model.pt", expected={"name": "unet", "out_channels": 3})
     assert load_checkpoint(segzoo.create_model("unet", base_channels=4, in_channels=1), tmp_path / "model.pt") is not None
 
 
-@hostile("MLflow", "MLFLOW_TRACKING_URI of a server that is down", "exit before training, nothing written", "cannot reach the MLflow tracking store at http://127.0.0.1:9")
+@hostile(
+    "MLflow",
+    "MLFLOW_TRACKING_URI of a server that is down",
+    "exit before training, nothing written",
+    "cannot reach the MLflow tracking store at http://127.0.0.1:9",
+)
 def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY, *SMALL_NET],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -128,9 +180,15 @@ def test_an_unreachable_tracking_server_stops_before_training_naming_the_uri(tmp
 
 
 @pytest.mark.slow
-@hostile("MLflow", "tracking server that goes away mid-run", "one warning; training, checkpoints and history.json go on", "MLflow at ... failed while logging metrics ...; training continues without tracking")
-def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                              tracking_uri: str) -> None:
+@hostile(
+    "MLflow",
+    "tracking server that goes away mid-run",
+    "one warning; training, checkpoints and history.json go on",
+    "MLflow at ... failed while logging metrics ...; training continues without tracking",
+)
+def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str
+) -> None:
     from mlflow.tracking import MlflowClient
     from monai.bundle import run
 
@@ -152,4 +210,6 @@ def test_a_tracking_server_that_goes_away_costs_a_warning_not_the_training(tmp_p
     assert any("server went away" in str(w.message) and "training continues" in str(w.message) for w in caught)
     (run_dir,) = tmp_path.glob("runs/pyconvunet/*")
     assert _epochs_done(run_dir / "last.pt") == 3
-    assert (run_dir / "model.pt").is_file() and len(json.loads((run_dir / "history.json").read_text())["val_miou_with_background"]) == 3
+    assert (run_dir / "model.pt").is_file() and len(
+        json.loads((run_dir / "history.json").read_text())["val_miou_with_background"]
+    ) == 3

@@ -26,10 +26,12 @@ TINY_RUN = ["--epochs", "3", "--arch", "unet", "--arch_params", "{'base_channels
 # 5 training images in batches of 2: 3 iterations per epoch; iteration 5 is mid-epoch 2
 KILL_POINTS = {
     "after_validation:2": hostile("faults", "kill -9 after epoch 2 was validated and logged, before its last.pt (issue case 3)",
-                                  "resume redoes epoch 2 without a duplicated step; the best score survives, model.pt as uninterrupted"),
+                                  "resume redoes epoch 2 without a duplicated step; the best score survives, "
+                                  "model.pt as uninterrupted"),
     "iteration:5:sigterm": hostile("faults", "SIGTERM mid-epoch (iteration 5 of 9; a scheduler's stop)",
                                    "MLflow run closed KILLED; resume redoes epoch 2 and ends as uninterrupted",
-                                   "segzoo: stopped (SIGTERM); continue with --resume RUNS/iteration-5-sigterm (its last.pt holds every epoch completed)"),
+                                   "segzoo: stopped (SIGTERM); continue with --resume RUNS/iteration-5-sigterm (its last.pt "
+                                   "holds every epoch completed)"),
     "after_checkpoint:2": hostile("faults", "kill -9 right after epoch 2's last.pt was written",
                                   "resume starts at epoch 3; no step lost or duplicated"),
 }
@@ -40,8 +42,26 @@ pytestmark = pytest.mark.slow  # every test here waits for the module's training
 
 def _train(root: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "OMP_NUM_THREADS": "1", FAULT_ENV: fault or ""}
-    return subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN, *TINY_RUN,
-                             "--runs_dir", str(root / "runs"), *args], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            TRAIN,
+            *TINY_RUN,
+            "--runs_dir",
+            str(root / "runs"),
+            *args,
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait(proc: subprocess.Popen) -> None:
@@ -65,8 +85,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert proc.returncode == (1 if point.endswith("sigterm") else FAULT_EXIT_CODE), err[-4000:]
         if point.endswith("sigterm"):
             run = root / "runs" / _name(point)
-            assert err.strip().splitlines()[-1] == f"segzoo: stopped (SIGTERM); continue with --resume {run} (its last.pt holds every epoch completed)"
-    (root / "killed.json").write_text(json.dumps({name: [run.info.status, "segzoo.stale" in run.data.tags] for name, run in _mlflow_runs(root).items()}))
+            assert err.strip().splitlines()[-1] == (f"segzoo: stopped (SIGTERM); continue with --resume {run} (its last.pt "
+                                                    "holds every epoch completed)")
+    (root / "killed.json").write_text(
+        json.dumps({name: [run.info.status, "segzoo.stale" in run.data.tags] for name, run in _mlflow_runs(root).items()})
+    )
     resumed = [_train(root, "--resume", _name(point)) for point in KILL_POINTS]
     for proc in [full, *resumed]:
         _wait(proc)
@@ -113,14 +136,19 @@ def test_trainings_started_at_once_on_a_new_store_all_finish(runs: Path) -> None
 
 
 @hostile("MLflow", "a run killed by SIGTERM, or by kill -9 (which it cannot see)",
-         "SIGTERM: closed KILLED at once; kill -9: left RUNNING, then closed KILLED with tag segzoo.stale by the next start on the host")
+         "SIGTERM: closed KILLED at once; kill -9: left RUNNING, then closed KILLED with tag segzoo.stale by "
+         "the next start on the host")
 def test_a_killed_run_is_never_left_running(runs: Path) -> None:
     killed = json.loads((runs / "killed.json").read_text())
     assert killed["iteration-5-sigterm"] == ["KILLED", False]
     # os._exit: nobody closed them, unless a sibling started after one died and closed it as stale
     assert all(killed[_name(p)] in (["RUNNING", False], ["KILLED", True]) for p in KILL_POINTS if not p.endswith("sigterm"))
     found = _mlflow_runs(runs)  # each resume (or a sibling) found the dead run and closed it before it was reopened
-    assert all("ended without closing the run" in found[_name(p)].data.tags["segzoo.stale"] for p in KILL_POINTS if not p.endswith("sigterm"))
+    assert all(
+        "ended without closing the run" in found[_name(p)].data.tags["segzoo.stale"]
+        for p in KILL_POINTS
+        if not p.endswith("sigterm")
+    )
 
 
 @hostile("faults", "`--resume true` when every run has finished (issue case 1)", "refused; no run reopened, model.pt untouched",

@@ -64,11 +64,38 @@ def test_two_nodes_train_as_one_run_with_identical_weights_and_the_single_proces
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = []
     for node in (0, 1):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d",
-               "--rdzv_endpoint", endpoint, "--rdzv_id", "segzoo-test", "--local_addr", "127.0.0.1", "-m", "monai.bundle", "run", "training",
-               "--config_file", configs, *DATA, "--batch_size", str(PER_RANK_BATCH), "--train#sampler#shuffle", "false"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            endpoint,
+            "--rdzv_id",
+            "segzoo-test",
+            "--local_addr",
+            "127.0.0.1",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            configs,
+            *DATA,
+            "--batch_size",
+            str(PER_RANK_BATCH),
+            "--train#sampler#shuffle",
+            "false",
+        ]
         log = open(tmp_path / f"node{node}.log", "w")  # noqa: SIM115 - the node writes it until it ends
-        nodes.append(subprocess.Popen(cmd, cwd=multi, env=run_env(uri), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        nodes.append(
+            subprocess.Popen(cmd, cwd=multi, env=run_env(uri), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
     try:
         for node, process in enumerate(nodes):
             assert process.wait(600) == 0, (tmp_path / f"node{node}.log").read_text()[-5000:]
@@ -93,9 +120,28 @@ def test_two_nodes_train_as_one_run_with_identical_weights_and_the_single_proces
     single = tmp_path / "single"
     single.mkdir()
     configs = f"['{CONFIGS / 'train.json'}','{overlay(tmp_path / 'single_test.json', [])}']"
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", configs, *DATA,
-                           "--batch_size", str(2 * PER_RANK_BATCH), "--train#dataloader#shuffle", "false"],
-                          cwd=single, env=run_env(f"sqlite:///{tmp_path}/single.db"), capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            configs,
+            *DATA,
+            "--batch_size",
+            str(2 * PER_RANK_BATCH),
+            "--train#dataloader#shuffle",
+            "false",
+        ],
+        cwd=single,
+        env=run_env(f"sqlite:///{tmp_path}/single.db"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     (single_dir,) = (single / "runs" / "pyconvunet").iterdir()
     multi_metrics, single_metrics = read_history(run_dir), read_history(single_dir)

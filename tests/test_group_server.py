@@ -49,8 +49,9 @@ def trained(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactor
     return {"work": work, "run_dir": run_dir, "train": train.stdout + train.stderr, "evaluate": evaluate.stdout + evaluate.stderr}
 
 
-def test_a_training_logs_to_the_server_and_its_artifacts_come_back_through_it(mlflow_server: MlflowServer, trained: dict,
-                                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_training_logs_to_the_server_and_its_artifacts_come_back_through_it(
+    mlflow_server: MlflowServer, trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server.uri)
@@ -89,8 +90,9 @@ def test_an_evaluation_logs_to_the_server_with_its_csv(mlflow_server: MlflowServ
     assert evaluation.info.status == "FINISHED" and any(k.endswith("foreground_iou") for k in evaluation.data.metrics)
     names = [a.path for a in client.list_artifacts(evaluation.info.run_id)]
     assert names, "the evaluation logged no artifact"
-    csvs = [n for n in names if n.endswith(".csv")] or [a.path for n in names for a in client.list_artifacts(evaluation.info.run_id, n)
-                                                          if a.path.endswith(".csv")]
+    csvs = [n for n in names if n.endswith(".csv")] or [
+        a.path for n in names for a in client.list_artifacts(evaluation.info.run_id, n) if a.path.endswith(".csv")
+    ]
     assert csvs, names
     local = Path(client.download_artifacts(evaluation.info.run_id, csvs[0], str(tmp_path)))
     assert "foreground_iou" in local.read_text().splitlines()[0]
@@ -98,15 +100,24 @@ def test_an_evaluation_logs_to_the_server_with_its_csv(mlflow_server: MlflowServ
     assert links and all(link.startswith(mlflow_server.uri) for link in links)
 
 
-def test_a_comparison_of_two_networks_logs_to_the_server_and_registers_the_winner(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+def test_a_comparison_of_two_networks_logs_to_the_server_and_registers_the_winner(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
     from mlflow.tracking import MlflowClient
 
     args = ["compare", "--bundle", str(BUNDLES / "pyconvunet"), "--archs", "unet,pyconvunet", "--epochs", "1", "--repeats", "1",
             "--panel_images", "2", "--output", str(tmp_path / "cmp"), "--register_winner", "group-winner",
             *(a for o in ("synthetic#num_images=6", "synthetic#size=64", "patch_size=[64,64]", "batch_size=2",
                           "arch_params={'base_channels': 4}") for a in ("--override", o))]
-    proc = subprocess.run([sys.executable, "-m", "segzoo", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, **server_env(mlflow_server.uri)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "segzoo", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, **server_env(mlflow_server.uri)},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client = MlflowClient(tracking_uri=mlflow_server.uri)
     (link,) = [line.split(": ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("MLflow comparison: ")]
@@ -127,11 +138,20 @@ def test_a_comparison_of_two_networks_logs_to_the_server_and_registers_the_winne
          "cannot reach the MLflow tracking store at http://127.0.0.1:PORT ... Start the server (`mlflow server ...`)")
 def test_a_server_that_is_down_stops_a_training_before_its_run_folder_exists(tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert f"cannot reach the MLflow tracking store at {uri}" in last and "mlflow server" in last and "nothing was trained" in last
+    assert (
+        f"cannot reach the MLflow tracking store at {uri}" in last and "mlflow server" in last and "nothing was trained" in last
+    )
     assert not (tmp_path / "runs").exists()  # no run folder holding only settings.json, to count as "the newest run"
 
 
@@ -171,11 +191,19 @@ def refusing_server() -> Iterator[str]:
          "exit before the run folder exists, naming the server and what to check",
          "the MLflow tracking server at ... answers but refused to write experiment 'pyconvunet' ...; nothing was trained")
 def test_a_server_that_refuses_writes_stops_a_training_before_its_run_folder_exists(refusing_server: str, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": refusing_server})
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(B / "train.json"), *TINY, *SMALL_NET],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "MLFLOW_TRACKING_URI": refusing_server},
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert f"the MLflow tracking server at {refusing_server} answers but refused to write experiment 'pyconvunet'" in last, proc.stderr[-2000:]
+    assert f"the MLflow tracking server at {refusing_server} answers but refused to write experiment 'pyconvunet'" in last, (
+        proc.stderr[-2000:]
+    )
     assert "PERMISSION_DENIED" in last or "403" in last or "Permission denied" in last
     assert not (tmp_path / "runs").exists()

@@ -87,8 +87,9 @@ def test_two_workers_started_at_once_share_one_study_and_one_parent_run(postgres
     assert all(f"MLflow study: {mlflow_server.uri}/#/experiments/" in log for log in logs)
 
 
-def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_another_worker_runs_again(postgres_server: Postgres,
-                                                                                        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_trial_leaves_a_failed_trial_that_another_worker_runs_again(
+    postgres_server: Postgres, mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
     from optuna.trial import TrialState
 
     storage = postgres_server.create_database(f"optuna_{uuid.uuid4().hex[:8]}")

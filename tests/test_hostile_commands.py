@@ -47,18 +47,31 @@ def last_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 # -- 1. nothing a user made is overwritten --------------------------------------------------------------------------------
 
-@hostile("model tools", "`segzoo export RUN --format torchscript --output RUN/model.pt` (issue case: replaced the checkpoint)",
-         "refused even with --overwrite; the checkpoint is untouched", "RUN/model.pt is the file this command reads; writing over it would destroy it")
+@hostile(
+    "model tools",
+    "`segzoo export RUN --format torchscript --output RUN/model.pt` (issue case: replaced the checkpoint)",
+    "refused even with --overwrite; the checkpoint is untouched",
+    "RUN/model.pt is the file this command reads; writing over it would destroy it",
+)
 def test_export_never_writes_over_the_checkpoint_it_reads(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (run_dir / "model.pt").read_bytes()
     for extra in ([], ["--overwrite"]):
-        assert main(["export", str(run_dir), "--format", "torchscript", "--output", str(run_dir / "model.pt"), "--size", "32", *extra]) == 2
+        assert (
+            main(
+                ["export", str(run_dir), "--format", "torchscript", "--output", str(run_dir / "model.pt"), "--size", "32", *extra]
+            )
+            == 2
+        )
         assert "is the file this command reads" in last_error(capsys)
     assert (run_dir / "model.pt").read_bytes() == before
 
 
-@hostile("model tools", "export to an --output that exists (a file, or a non-empty folder for --format mlflow)",
-         "refused naming the path and --overwrite; with --overwrite replaced", "RUN/model.ts exists (a file) and this command did not create it; pass --overwrite")
+@hostile(
+    "model tools",
+    "export to an --output that exists (a file, or a non-empty folder for --format mlflow)",
+    "refused naming the path and --overwrite; with --overwrite replaced",
+    "RUN/model.ts exists (a file) and this command did not create it; pass --overwrite",
+)
 def test_export_over_an_existing_output_needs_overwrite(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "model.ts").write_text("mine")
     assert main(["export", str(run_dir), "--format", "torchscript", "--size", "32"]) == 2
@@ -76,8 +89,12 @@ def test_export_over_an_existing_output_needs_overwrite(run_dir: Path, capsys: p
     assert (notes / "mine.txt").read_text() == "mine"
 
 
-@hostile("model tools", "`segzoo pack` into an --output holding an edited configs/inference.json (issue case: overwritten silently)",
-         "refused naming the folder and --overwrite", "DIR exists (a folder that is not empty) and this command did not create it")
+@hostile(
+    "model tools",
+    "`segzoo pack` into an --output holding an edited configs/inference.json (issue case: overwritten silently)",
+    "refused naming the folder and --overwrite",
+    "DIR exists (a folder that is not empty) and this command did not create it",
+)
 @pytest.mark.parametrize("bundle", ["nowhere", "a-file"])
 def test_pack_refuses_a_taken_output_and_a_bundle_that_is_not_one(run_dir: Path, tmp_path: Path, bundle: str,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,15 +113,41 @@ def test_pack_refuses_a_taken_output_and_a_bundle_that_is_not_one(run_dir: Path,
 
 # -- 6. a checkpoint is untrusted input ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content", [
-    pytest.param("truncated", marks=hostile("model tools", "truncated checkpoint to `segzoo export` / evaluation", "one line naming the file",
-                                            "checkpoint .../model.pt cannot be read: it is truncated, corrupt or not a PyTorch weights file")),
-    pytest.param("random", marks=hostile("model tools", "random bytes as a checkpoint", "one line naming the file; never advises weights_only=False",
-                                         "checkpoint .../model.pt cannot be read ... (it holds something other than tensors and plain containers)")),
-    pytest.param("foreign", marks=hostile("model tools", "a torch.save file that holds no weights (a dict of lists)", "one line naming the file",
-                                          "checkpoint .../model.pt holds no network weights (a dict, not a {name: tensor} state dict)")),
-])
-def test_a_corrupt_or_foreign_checkpoint_is_one_line_naming_the_file(run_dir: Path, content: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(
+            "truncated",
+            marks=hostile(
+                "model tools",
+                "truncated checkpoint to `segzoo export` / evaluation",
+                "one line naming the file",
+                "checkpoint .../model.pt cannot be read: it is truncated, corrupt or not a PyTorch weights file",
+            ),
+        ),
+        pytest.param(
+            "random",
+            marks=hostile(
+                "model tools",
+                "random bytes as a checkpoint",
+                "one line naming the file; never advises weights_only=False",
+                "checkpoint .../model.pt cannot be read ... (it holds something other than tensors and plain containers)",
+            ),
+        ),
+        pytest.param(
+            "foreign",
+            marks=hostile(
+                "model tools",
+                "a torch.save file that holds no weights (a dict of lists)",
+                "one line naming the file",
+                "checkpoint .../model.pt holds no network weights (a dict, not a {name: tensor} state dict)",
+            ),
+        ),
+    ],
+)
+def test_a_corrupt_or_foreign_checkpoint_is_one_line_naming_the_file(
+    run_dir: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = run_dir / "model.pt"
     if content == "truncated":
         path.write_bytes(path.read_bytes()[:1000])
@@ -137,21 +180,67 @@ def test_the_mlflow_model_refuses_nan_images_and_an_empty_batch(run_dir: Path) -
 
 # -- 2. config files and values, checked before anything is built -------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "message"), [
-    pytest.param('{"epochs": 2,\n "lr": }', "is not valid JSON: Expecting value at line 2, column 8",
-                 marks=hostile("config", "--config_file/--args_file with a JSON syntax error", "refused naming the file, line and column",
-                               "config file x.json is not valid JSON: Expecting value at line 2, column 8")),
-    pytest.param('{"epochs": 2, "batch', "is not valid JSON: Unterminated string",
-                 marks=hostile("config", "truncated config file", "refused naming the file and where it ends", "is not valid JSON: Unterminated string starting at ...")),
-    pytest.param("", "is empty", marks=hostile("config", "empty config file", "refused naming the file", "config file x.json is empty")),
-    pytest.param('[1, 2]', "holds a list, not an object",
-                 marks=hostile("config", "config file holding a JSON list", "refused naming the file", "config file x.json holds a list, not an object")),
-    pytest.param(None, "does not exist", marks=hostile("config", "--config_file/--args_file that does not exist", "refused naming the file",
-                                                       "config file x.json does not exist")),
-    pytest.param('{"epochs": 2}', "lacks the required key(s) 'bundle_name'",
-                 marks=hostile("config", "config file lacking a required key", "refused naming file and key", "lacks the required key(s) 'bundle_name'")),
-])
-def test_every_config_file_is_read_by_one_loader_that_names_file_and_place(tmp_path: Path, text: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            '{"epochs": 2,\n "lr": }',
+            "is not valid JSON: Expecting value at line 2, column 8",
+            marks=hostile(
+                "config",
+                "--config_file/--args_file with a JSON syntax error",
+                "refused naming the file, line and column",
+                "config file x.json is not valid JSON: Expecting value at line 2, column 8",
+            ),
+        ),
+        pytest.param(
+            '{"epochs": 2, "batch',
+            "is not valid JSON: Unterminated string",
+            marks=hostile(
+                "config",
+                "truncated config file",
+                "refused naming the file and where it ends",
+                "is not valid JSON: Unterminated string starting at ...",
+            ),
+        ),
+        pytest.param(
+            "", "is empty", marks=hostile("config", "empty config file", "refused naming the file", "config file x.json is empty")
+        ),
+        pytest.param(
+            "[1, 2]",
+            "holds a list, not an object",
+            marks=hostile(
+                "config",
+                "config file holding a JSON list",
+                "refused naming the file",
+                "config file x.json holds a list, not an object",
+            ),
+        ),
+        pytest.param(
+            None,
+            "does not exist",
+            marks=hostile(
+                "config",
+                "--config_file/--args_file that does not exist",
+                "refused naming the file",
+                "config file x.json does not exist",
+            ),
+        ),
+        pytest.param(
+            '{"epochs": 2}',
+            "lacks the required key(s) 'bundle_name'",
+            marks=hostile(
+                "config",
+                "config file lacking a required key",
+                "refused naming file and key",
+                "lacks the required key(s) 'bundle_name'",
+            ),
+        ),
+    ],
+)
+def test_every_config_file_is_read_by_one_loader_that_names_file_and_place(
+    tmp_path: Path, text: str | None, message: str
+) -> None:
     path = tmp_path / "x.json"
     if text is not None:
         path.write_text(text)
@@ -173,28 +262,62 @@ def items(n: int, size: int = 64) -> list[dict[str, Any]]:
     return [{"image": np.zeros((1, size, size), np.float32), "name": f"i{i}"} for i in range(n)]
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    pytest.param({"val_fraction": 0.0}, "--val_fraction 0.0: must be a fraction strictly between 0 and 1",
-                 marks=hostile("config", "--val_fraction 0, 1, negative or above 1 (silently clamped before)", "refused before building",
-                               "--val_fraction 1.0: must be a fraction strictly between 0 and 1")),
-    pytest.param({"val_fraction": 1.5}, "--val_fraction 1.5: must be a fraction strictly between 0 and 1"),
-    pytest.param({"batch_size": 0}, "--batch_size 0: must be 1 or more",
-                 marks=hostile("config", "--batch_size 0", "refused before building", "--batch_size 0: must be 1 or more")),
-    pytest.param({"epochs": 0}, "--epochs 0: must be 1 or more (0 trains nothing and leaves no model)",
-                 marks=hostile("config", "--epochs 0 (finished without a model before)", "refused before building", "0 trains nothing and leaves no model")),
-    pytest.param({"train": 1, "val": 0}, "the data set holds 1 item(s), split into 1 training and 0 validation",
-                 marks=hostile("data", "a data set of one image (too small to split)", "refused before building",
-                               "the data set holds 1 item(s) ... a training needs at least one of each")),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"val_fraction": 0.0},
+            "--val_fraction 0.0: must be a fraction strictly between 0 and 1",
+            marks=hostile(
+                "config",
+                "--val_fraction 0, 1, negative or above 1 (silently clamped before)",
+                "refused before building",
+                "--val_fraction 1.0: must be a fraction strictly between 0 and 1",
+            ),
+        ),
+        pytest.param({"val_fraction": 1.5}, "--val_fraction 1.5: must be a fraction strictly between 0 and 1"),
+        pytest.param(
+            {"batch_size": 0},
+            "--batch_size 0: must be 1 or more",
+            marks=hostile("config", "--batch_size 0", "refused before building", "--batch_size 0: must be 1 or more"),
+        ),
+        pytest.param(
+            {"epochs": 0},
+            "--epochs 0: must be 1 or more (0 trains nothing and leaves no model)",
+            marks=hostile(
+                "config",
+                "--epochs 0 (finished without a model before)",
+                "refused before building",
+                "0 trains nothing and leaves no model",
+            ),
+        ),
+        pytest.param(
+            {"train": 1, "val": 0},
+            "the data set holds 1 item(s), split into 1 training and 0 validation",
+            marks=hostile(
+                "data",
+                "a data set of one image (too small to split)",
+                "refused before building",
+                "the data set holds 1 item(s) ... a training needs at least one of each",
+            ),
+        ),
+    ],
+)
 def test_values_a_training_cannot_use_are_refused_before_building(values: dict[str, Any], message: str) -> None:
     args = {"train": 4, "val": 1, "val_fraction": 0.2, "batch_size": 2, "epochs": 1, **values}
     with pytest.raises(ConfigError) as raised:
-        check_training_values(items(args["train"]), items(args["val"]), args["val_fraction"], args["batch_size"], args["epochs"], [64, 64])
+        check_training_values(
+            items(args["train"]), items(args["val"]), args["val_fraction"], args["batch_size"], args["epochs"], [64, 64]
+        )
     assert message in str(raised.value)
 
 
-@hostile("data", "--val_fraction 0.01 of 6 images, and images smaller than the patch", "trains; the split and the padding are printed",
-         "split: 6 items -> 5 training, 1 validation (val_fraction 0.01 of 6 items is 0.06; kept within 1..5)")
+@hostile(
+    "data",
+    "--val_fraction 0.01 of 6 images, and images smaller than the patch",
+    "trains; the split and the padding are printed",
+    "split: 6 items -> 5 training, 1 validation (val_fraction 0.01 of 6 items is 0.06; kept within 1..5)",
+)
 def test_the_split_and_any_padding_are_printed(capsys: pytest.CaptureFixture[str]) -> None:
     check_training_values(items(5, size=32), items(1, size=32), 0.01, 2, 1, [64, 64])
     out = capsys.readouterr().out
@@ -202,14 +325,32 @@ def test_the_split_and_any_padding_are_printed(capsys: pytest.CaptureFixture[str
     assert "6 image(s) smaller than patch_size [64, 64] are zero-padded" in out
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    pytest.param([63, 63], "needs every spatial size to be a multiple of its total stride 4",
-                 marks=hostile("config", "`--patch_size [63,63]` (failed inside MONAI after training began)", "refused before building, with the stride",
-                               "--patch_size [63, 63]: the network unet cannot take a patch of this size (... multiple of its total stride ...)")),
-    pytest.param([64, 64, 64], "segzoo trains on 2D images",
-                 marks=hostile("config", "`--patch_size [64,64,64]`", "refused before building", "segzoo trains on 2D images, so a patch is two positive whole numbers")),
-    pytest.param([0, 64], "two positive whole numbers"),
-])
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        pytest.param(
+            [63, 63],
+            "needs every spatial size to be a multiple of its total stride 4",
+            marks=hostile(
+                "config",
+                "`--patch_size [63,63]` (failed inside MONAI after training began)",
+                "refused before building, with the stride",
+                "--patch_size [63, 63]: the network unet cannot take a patch of this size (... multiple of its total stride ...)",
+            ),
+        ),
+        pytest.param(
+            [64, 64, 64],
+            "segzoo trains on 2D images",
+            marks=hostile(
+                "config",
+                "`--patch_size [64,64,64]`",
+                "refused before building",
+                "segzoo trains on 2D images, so a patch is two positive whole numbers",
+            ),
+        ),
+        pytest.param([0, 64], "two positive whole numbers"),
+    ],
+)
 def test_a_patch_the_network_cannot_take_is_refused_before_building(patch: list[int], message: str) -> None:
     with pytest.raises(ConfigError, match="--patch_size") as raised:
         check_patch_size("unet", None, patch, in_channels=1, out_channels=1, base_channels=4, depth=2)
@@ -272,12 +413,31 @@ def test_a_locked_store_at_a_stop_is_retried_and_never_chained(monkeypatch: pyte
 
 # -- 7. small ones -----------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", [
-    pytest.param("0", marks=hostile("CLI", "`segzoo complexity unet --size 0` (and -5, 100000)", "refused: one line", "--size 0: counts are taken on an image of 1 to 8192 pixels a side")),
-    pytest.param("-5"), pytest.param("100000"),
-    pytest.param("33", marks=hostile("CLI", "`segzoo complexity unet --size 33` (not a multiple of the stride)", "refused: one line",
-                                     "--size 33: UNetSkeleton cannot take an image of 33x33 (... multiple of its total stride 16 ...)")),
-])
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(
+            "0",
+            marks=hostile(
+                "CLI",
+                "`segzoo complexity unet --size 0` (and -5, 100000)",
+                "refused: one line",
+                "--size 0: counts are taken on an image of 1 to 8192 pixels a side",
+            ),
+        ),
+        pytest.param("-5"),
+        pytest.param("100000"),
+        pytest.param(
+            "33",
+            marks=hostile(
+                "CLI",
+                "`segzoo complexity unet --size 33` (not a multiple of the stride)",
+                "refused: one line",
+                "--size 33: UNetSkeleton cannot take an image of 33x33 (... multiple of its total stride 16 ...)",
+            ),
+        ),
+    ],
+)
 def test_complexity_of_a_size_the_network_cannot_take_is_one_line(size: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["complexity", "unet", "--size", size]) == 2
     assert last_error(capsys).startswith(f"segzoo: error: --size {size}:")
@@ -315,7 +475,8 @@ def test_evaluations_on_other_data_go_to_folders_of_their_own(tmp_path: Path, ca
     assert f"-> {other}" in capsys.readouterr().out
 
 
-@hostile("model tools", "inference twice into the default predictions/ (issue case: mixed with an earlier input's masks, never said where)",
+@hostile("model tools", "inference twice into the default predictions/ (issue case: "
+                        "mixed with an earlier input's masks, never said where)",
          "each call writes a folder of its own (predictions, predictions-2, ...) and prints it", "masks -> RUN/predictions-2")
 def test_each_inference_writes_a_fresh_folder_and_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from segzoo.runs.store import fresh_output_dir

@@ -70,7 +70,9 @@ def saved_run(name: str, root: Path) -> tuple[Path, torch.nn.Module, Processing]
     torch.manual_seed(0)
     network = segzoo.create_model(name, preset(name), **params, final_activation="identity").eval()
     munet = "fused" in (getattr(network, "export_outputs", None) or ())
-    rule = Processing(in_channels=1, out_channels=1, roi_size=ROI, activation="none" if munet else "auto", output="fused" if munet else None)
+    rule = Processing(
+        in_channels=1, out_channels=1, roi_size=ROI, activation="none" if munet else "auto", output="fused" if munet else None
+    )
     # a random network's probabilities sit in a narrow band: their median as the recorded threshold gives masks with
     # both classes (and checks that every path reads the threshold from the record)
     probabilities = rule.predict(network, IMAGES["u8"][0][None])[1]
@@ -111,7 +113,8 @@ def test_every_path_gives_the_same_masks(arch: str, tmp_path: Path, one_thread: 
 
     # segzoo inference: the bundle's inference.json over train.json, the network and the rule taken from the run (no --arch)
     run_bundle(BUNDLES / "pyconvunet", "inference", {
-        "checkpoint": str(run / "model.pt"), "input_dir": str(tmp_path / "images"), "predictions_dir": str(tmp_path / "inference"),
+        "checkpoint": str(run / "model.pt"), "input_dir": str(tmp_path / "images"),
+        "predictions_dir": str(tmp_path / "inference"),
         "device": "cpu"})
     # the MLflow pyfunc, fed the arrays as they are
     save_pyfunc(tmp_path / "pyfunc", load_trained(run, final_activation="identity"))
@@ -121,8 +124,13 @@ def test_every_path_gives_the_same_masks(arch: str, tmp_path: Path, one_thread: 
     assert main(["pack", str(run), "--bundle", str(BUNDLES / "pyconvunet"), "--output", str(packed)]) == 0
     from monai.bundle import ConfigWorkflow
 
-    workflow = ConfigWorkflow(config_file=str(packed / "configs" / "inference.json"), workflow_type=None,
-                              bundle_root=str(packed), input_dir=str(tmp_path / "images"), output_dir=str(tmp_path / "packed_out"))
+    workflow = ConfigWorkflow(
+        config_file=str(packed / "configs" / "inference.json"),
+        workflow_type=None,
+        bundle_root=str(packed),
+        input_dir=str(tmp_path / "images"),
+        output_dir=str(tmp_path / "packed_out"),
+    )
     workflow.initialize()
     workflow.run()
     workflow.finalize()

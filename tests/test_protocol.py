@@ -65,7 +65,8 @@ def test_paired_bootstrap_calls_a_clear_gap_better_or_worse_and_identical_scores
     same = paired_difference(reference, reference, "foreground_iou")
     assert same.verdict == "no detectable difference" and same.low == same.high == 0
     noisy = [scores([0.7 + d for d in rng.normal(0, 0.05, 8)]) for _ in range(2)]
-    assert paired_difference(noisy, reference, "foreground_iou") == paired_difference(noisy, reference, "foreground_iou")  # seeded
+    # seeded
+    assert paired_difference(noisy, reference, "foreground_iou") == paired_difference(noisy, reference, "foreground_iou")
     sentence = gap.sentence("PyConvU-Net", "U-Net")
     assert sentence.startswith("PyConvU-Net vs U-Net on the 8 test images, 2 seeds: +0.0500 foreground_iou (95% CI +0.05")
     assert sentence.endswith(": better")

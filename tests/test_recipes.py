@@ -28,12 +28,16 @@ def _transforms(parser: ConfigParser) -> list[type]:
 
 def test_pyconvunet_recipe_is_the_papers_protocol() -> None:
     parser = resolved("pyconvunet", "paper.json", **{"synthetic#num_images": 5, "synthetic#size": 32})
-    values = {k: parser.get_parsed_content(k) for k in ("preset", "loss", "epochs", "batch_size", "learning_rate", "val_fraction", "key_metric")}
+    values = {
+        k: parser.get_parsed_content(k)
+        for k in ("preset", "loss", "epochs", "batch_size", "learning_rate", "val_fraction", "key_metric")
+    }
     assert values == {"preset": "paper", "loss": "bce", "epochs": 50, "batch_size": 5, "learning_rate": 1e-3, "val_fraction": 0.1,
                       "key_metric": "foreground_iou"}
     optimizer = parser.get_parsed_content("optimizer")
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 1e-3
-    train = parser.get_parsed_content("train#items")  # 3 of 5 images (1 test, 1 validation), each as itself, flipped twice and rotated twice
+    # 3 of 5 images (1 test, 1 validation), each as itself, flipped twice and rotated twice
+    train = parser.get_parsed_content("train#items")
     assert len(train) == 3 * 5 and {i["name"].split("@")[1] for i in train} == {"identity", "flip_h", "flip_v", "rot90", "rot180"}
     assert _transforms(parser) == [EnsureTyped]  # whole images, no random crop or on-line augmentation
     assert isinstance(parser.get_parsed_content("validate#inferer"), SimpleInferer)
@@ -44,7 +48,8 @@ def test_frem_recipes_are_the_papers_per_data_set() -> None:
     drosophila = resolved("frem", "paper.json", **{"synthetic#num_images": 4})
     values = {k: drosophila.get_parsed_content(k) for k in ("epochs", "B", "X", "lambda", "loss", "key_metric")}
     assert values == {"epochs": 2000, "B": 8, "X": 250.0, "lambda": 0.2781, "loss": "ce", "key_metric": "miou_with_background"}
-    tiles = drosophila.get_parsed_content("train#items")  # 4 slices: 1 test, 1 validation, 2 training of 512x512 -> 4 fixed tiles each
+    # 4 slices: 1 test, 1 validation, 2 training of 512x512 -> 4 fixed tiles each
+    tiles = drosophila.get_parsed_content("train#items")
     assert len(tiles) == 2 * 4 and {t["image"].shape for t in tiles} == {(1, 256, 256)}
     assert _transforms(drosophila) == [EnsureTyped]
     mouse = resolved("frem", "paper.json", "paper_mouse.json")
@@ -54,8 +59,10 @@ def test_frem_recipes_are_the_papers_per_data_set() -> None:
 
 def test_munet_recipe_is_the_plain_table_1_network_with_learning_rate_decay() -> None:
     parser = resolved("munet", "paper.json")
-    values = {k: parser.get_parsed_content(k) for k in ("multi_scale", "hard_example_mining", "fusion_params", "batch_size", "epochs",
-                                                        "train_sizes")}
+    values = {
+        k: parser.get_parsed_content(k)
+        for k in ("multi_scale", "hard_example_mining", "fusion_params", "batch_size", "epochs", "train_sizes")
+    }
     assert values == {"multi_scale": False, "hard_example_mining": False, "fusion_params": {"normalize": False}, "batch_size": 64,
                       "epochs": 100, "train_sizes": [256]}
     optimizer = parser.get_parsed_content("optimizer")
@@ -70,7 +77,8 @@ def test_evaluation_recipes_score_with_metrics_named_by_definition(bundle: str) 
     from segzoo.bundle.metrics import metric_spec
 
     parser = ConfigParser()
-    parser.read_config([str(BUNDLES / bundle / "configs" / name) for name in ("train.json", "evaluate.json", "paper_evaluate.json")])
+    parser.read_config([str(BUNDLES / bundle / "configs" / name)
+                        for name in ("train.json", "evaluate.json", "paper_evaluate.json")])
     names = [metric_spec(key, spec)[0] for key, spec in parser.get_parsed_content("metrics").items()]
     assert "miou" not in names and ("foreground_iou" in names or "miou_with_background" in names)
 

@@ -14,7 +14,15 @@ from segzoo.reproduce_report import COLUMNS, report_lines
 from segzoo.tables import get_table, tables
 from tests.conftest import BUNDLES
 
-PAPER_TABLES = {"pyconvunet-table2", "pyconvunet-table3", "frem-table1", "frem-table2", "frem-table3", "munet-table1", "munet-table2"}
+PAPER_TABLES = {
+    "pyconvunet-table2",
+    "pyconvunet-table3",
+    "frem-table1",
+    "frem-table2",
+    "frem-table3",
+    "munet-table1",
+    "munet-table2",
+}
 TINY = ["--epochs", "1", "--rows", "U-Net,UNet++", "--override", "synthetic#num_images=8", "--override", "synthetic#size=32",
         "--override", "arch_params#base_channels=4", "--bundles_dir", str(BUNDLES)]
 
@@ -65,7 +73,9 @@ def test_report_sets_paper_ours_and_difference_in_the_papers_unit() -> None:
 
 
 @pytest.mark.slow
-def test_shortened_reproduction_with_two_seeds_reports_the_test_part_resumes_and_lists_what_it_could_not_run(tmp_path: Path) -> None:
+def test_shortened_reproduction_with_two_seeds_reports_the_test_part_resumes_and_lists_what_it_could_not_run(
+    tmp_path: Path,
+) -> None:
     from mlflow.tracking import MlflowClient
 
     out, uri = tmp_path / "t2", f"sqlite:///{tmp_path}/mlflow.db"
@@ -76,7 +86,8 @@ def test_shortened_reproduction_with_two_seeds_reports_the_test_part_resumes_and
     assert [(r["row"], r["column"]) for r in rows] == [
         (name, column) for name in ("U-Net", "UNet++")
         for column in ("MIoU -> foreground_iou", "MIoU (eq. 1 reading) -> miou_with_background", "Dice -> dice")]
-    assert all(r["epochs"] == "1" and 0 <= float(r["ours"]) <= 1 and r["difference"] == "" for r in rows)  # synthetic: no difference
+    # synthetic: no difference
+    assert all(r["epochs"] == "1" and 0 <= float(r["ours"]) <= 1 and r["difference"] == "" for r in rows)
     assert all(r["seeds"] == "2" and r["sd"] != "" and r["reported_part"] == "test (2 images)" for r in rows)  # 8 images: 2 test
     unetpp = [r for r in rows if r["row"] == "UNet++"]
     assert all(r["verdict"] in ("better", "worse", "no detectable difference") and float(r["ci_low"]) <= float(r["vs_reference"])
@@ -93,5 +104,6 @@ def test_shortened_reproduction_with_two_seeds_reports_the_test_part_resumes_and
     assert all("test_foreground_iou" in c.data.metrics for c in children)
     assert "u-net.foreground_iou_mean" in client.get_run(parent.info.run_id).data.metrics
     before = (out / "reproduce.csv").read_text()
-    assert main(["reproduce", "pyconvunet-table2", *TINY, "--seeds", "2", "--output", str(out), "--tracking_uri", uri]) == 0  # finished: nothing reruns
+    # finished: nothing reruns
+    assert main(["reproduce", "pyconvunet-table2", *TINY, "--seeds", "2", "--output", str(out), "--tracking_uri", uri]) == 0
     assert (out / "reproduce.csv").read_text() == before

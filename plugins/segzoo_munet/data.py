@@ -55,7 +55,9 @@ def render_lesion(size: int, spiculated: bool, rng: np.random.Generator) -> tupl
     return np.clip(image, 0, 1).astype(np.float32), mask.astype(np.float32)
 
 
-def synthetic_lesions(num_images: int = 40, size: int = 256, channels: int = 1, malignant_fraction: float = 0.3, seed: int = 0) -> list[dict[str, Any]]:
+def synthetic_lesions(
+    num_images: int = 40, size: int = 256, channels: int = 1, malignant_fraction: float = 0.3, seed: int = 0
+) -> list[dict[str, Any]]:
     """Seeded two-class data that differ in shape (smooth benign vs spiculated malignant blobs), so the bundle runs offline."""
     rng = np.random.default_rng(seed)
     malignant = max(1, round(num_images * malignant_fraction))
@@ -63,7 +65,9 @@ def synthetic_lesions(num_images: int = 40, size: int = 256, channels: int = 1, 
     items = []
     for i, cls in enumerate(classes):
         image, mask = render_lesion(size, bool(cls), rng)
-        items.append({"image": np.repeat(image[None], channels, 0), "label": mask[None], "class": int(cls), "name": f"lesion_{i:03d}"})
+        items.append(
+            {"image": np.repeat(image[None], channels, 0), "label": mask[None], "class": int(cls), "name": f"lesion_{i:03d}"}
+        )
     return items
 
 
@@ -105,11 +109,14 @@ def labelled_folder(
     classes = read_classes(csv_path)
     missing = [item["name"] for item in items if item["name"] not in classes]
     if missing:
-        raise DataError(f"{csv_path} gives no class for {len(missing)} image(s), e.g. {missing[0]}; add a row 'image,label' for each.")
+        raise DataError(f"{csv_path} gives no class for {len(missing)} image(s), e.g. {missing[0]}; "
+                        "add a row 'image,label' for each.")
     return [{**item, "class": classes[item["name"]]} for item in items]
 
 
-def load_items(dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train") -> list[dict[str, Any]]:
+def load_items(
+    dataset_dir: str | None, in_channels: int, synthetic: dict[str, Any], split: str = "train"
+) -> list[dict[str, Any]]:
     """The labelled folder ``dataset_dir/<split>`` if given, else the synthetic lesions (what the bundle trains on)."""
     if dataset_dir:
         return labelled_folder(str(dataset_dir), split, in_channels=in_channels)
@@ -125,7 +132,9 @@ def stratified_split(items: list[dict[str, Any]], part: Literal["train", "val", 
     by_class: dict[int, list[dict[str, Any]]] = {}
     for item in items:
         by_class.setdefault(item["class"], []).append(item)
-    chosen = [item for cls in sorted(by_class) for item in split(by_class[cls], part, val_fraction, seed, test_fraction, test_seed)]
+    chosen = [
+        item for cls in sorted(by_class) for item in split(by_class[cls], part, val_fraction, seed, test_fraction, test_seed)
+    ]
     chosen.sort(key=lambda item: item["name"])
     return [{**item, "index": i} for i, item in enumerate(chosen)]
 
@@ -138,7 +147,9 @@ def class_weights(items: list[dict[str, Any]]) -> torch.Tensor:
 
 def balanced_sampler(items: list[dict[str, Any]], seed: int = 0) -> WeightedRandomSampler:
     """The paper's cost-sensitive balancing: draw ``len(items)`` images per epoch with inverse class frequency."""
-    return WeightedRandomSampler(class_weights(items), len(items), replacement=True, generator=torch.Generator().manual_seed(seed))
+    return WeightedRandomSampler(
+        class_weights(items), len(items), replacement=True, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 synthetic = segzoo.component(

@@ -44,7 +44,8 @@ from torch import nn
 import segzoo
 from segzoo.errors import SegzooError
 
-CITATION_PYCONV = "Duta IC, Liu L, Zhu F, Shao L. Pyramidal convolution: rethinking convolutional neural networks for visual recognition. arXiv:2006.11538 (2020)"
+CITATION_PYCONV = ("Duta IC, Liu L, Zhu F, Shao L. Pyramidal convolution: rethinking convolutional neural networks for visual "
+                   "recognition. arXiv:2006.11538 (2020)")
 
 Implementation = Literal["auto", "grouped", "channels_last", "merged", "dense", "dense_merged"]
 IMPLEMENTATIONS: tuple[str, ...] = ("auto", "grouped", "channels_last", "merged", "dense", "dense_merged")
@@ -74,7 +75,8 @@ def split_channels(out_channels: int, shares: Sequence[float] | None, levels: in
     counts.append(out_channels - sum(counts))
     if min(counts) <= 0:
         raise PyConvLayoutError(
-            f"PyConv: {out_channels} output channels cannot be split by shares {list(weights)} (a level would get {min(counts)}); "
+            f"PyConv: {out_channels} output channels cannot be split by shares {list(weights)} (a level "
+            f"would get {min(counts)}); "
             f"raise the smallest share or the width"
         )
     return counts
@@ -103,7 +105,9 @@ def narrow_input_groups(in_channels: int, level_out: Sequence[int], groups: Sequ
     """Groups a first layer of 1-3 input channels can use: each level's largest divisor of both channel counts not
     above the declared one. The network records the result (``first_layer_groups``), so its built spec shows them."""
     if in_channels > NARROW_INPUT_CHANNELS:
-        raise ValueError(f"only a first layer of 1-{NARROW_INPUT_CHANNELS} input channels may lower its groups, got {in_channels}")
+        raise ValueError(
+            f"only a first layer of 1-{NARROW_INPUT_CHANNELS} input channels may lower its groups, got {in_channels}"
+        )
     return [max(d for d in range(1, g + 1) if in_channels % d == 0 and out % d == 0) for out, g in zip(level_out, groups)]
 
 
@@ -151,7 +155,12 @@ def conv_cost(in_channels: int, out_channels: int, groups: int, kernel: int, spa
 
 
 def merge_plan(
-    in_channels: int, level_out: Sequence[int], groups: Sequence[int], kernels: Sequence[int], spatial_dims: int = 2, lanes: int = 16
+    in_channels: int,
+    level_out: Sequence[int],
+    groups: Sequence[int],
+    kernels: Sequence[int],
+    spatial_dims: int = 2,
+    lanes: int = 16,
 ) -> tuple[tuple[int, ...], ...]:
     """The cheapest split of the levels into runs of adjacent levels, each run computed by one convolution.
 
@@ -184,7 +193,8 @@ class PyConvParams(segzoo.Params):
     in_channels: int = Field(gt=0, description="input feature maps FM_i")
     out_channels: int = Field(gt=0, description="output feature maps FM_o (sum over levels)")
     kernels: list[int] = Field([3, 5, 7, 9], description="kernel size K_z of each pyramid level (odd)")
-    groups: list[int] = Field([1, 4, 8, 16], description="groups G_z of each level; each must divide the input channels and the level's output channels")
+    groups: list[int] = Field([1, 4, 8, 16], description="groups G_z of each level; each must divide the input channels and "
+                                                         "the level's output channels")
     shares: list[float] | None = Field(None, description="share of the output channels of each level; equal when unset")
     spatial_dims: int = Field(2, ge=1, le=3, description="2 for images, 3 for volumes")
     bias: bool = Field(False, description="add a bias to every level (BN follows in PyConvU-Net, so off)")
@@ -255,8 +265,15 @@ class PyConv(nn.Module):
         """One row per pyramid level as built (kernel, groups, channels, connections per output channel
         ``in / groups * k^2``, parameters): what ``segzoo complexity --layers`` prints."""
         return [
-            {"level": z, "kernel": k, "groups": conv.groups, "in": conv.in_channels, "out": conv.out_channels,
-             "connections": conv.in_channels // conv.groups * k**self.spatial_dims, "params": sum(p.numel() for p in conv.parameters())}
+            {
+                "level": z,
+                "kernel": k,
+                "groups": conv.groups,
+                "in": conv.in_channels,
+                "out": conv.out_channels,
+                "connections": conv.in_channels // conv.groups * k**self.spatial_dims,
+                "params": sum(p.numel() for p in conv.parameters()),
+            }
             for z, (k, conv) in enumerate(zip(self.kernels, self.levels), start=1)
         ]
 
@@ -341,7 +358,9 @@ class PyConv(nn.Module):
         if impl == "auto":
             impl = auto_implementation(x.device, compute_dtype(x))
         # Hooks on a level (the MAC counter's, a feature extractor's) must see that level's call.
-        if impl in ("merged", "dense", "dense_merged") and any(level._forward_hooks or level._forward_pre_hooks for level in self.levels):
+        if impl in ("merged", "dense", "dense_merged") and any(
+            level._forward_hooks or level._forward_pre_hooks for level in self.levels
+        ):
             impl = "channels_last"
         return impl
 
@@ -371,6 +390,8 @@ def pyconv_parameters(in_channels: int, level_out: Sequence[int], kernels: Seque
     return sum(k * k * (in_channels // g) * out for k, g, out in zip(kernels, groups, level_out))
 
 
-def pyconv_macs(in_channels: int, level_out: Sequence[int], kernels: Sequence[int], groups: Sequence[int], height: int, width: int) -> int:
+def pyconv_macs(
+    in_channels: int, level_out: Sequence[int], kernels: Sequence[int], groups: Sequence[int], height: int, width: int
+) -> int:
     """Eq. (8): eq. (7) times the output area W * H."""
     return pyconv_parameters(in_channels, level_out, kernels, groups) * height * width

@@ -11,7 +11,8 @@ import segzoo
 from segzoo.nn import DoubleConv, EncoderDecoderParams, UNetSkeleton
 from segzoo_pyconvunet.pyconv import NARROW_INPUT_CHANNELS, Implementation, PyConvLayoutError, narrow_input_groups, split_channels
 
-CITATION = "Li C, Fan Y, Cai X. PyConvU-Net: a lightweight and multiscale network for biomedical image segmentation. BMC Bioinformatics 22, 14 (2021)"
+CITATION = ("Li C, Fan Y, Cai X. PyConvU-Net: a lightweight and multiscale network for biomedical image segmentation. "
+            "BMC Bioinformatics 22, 14 (2021)")
 
 
 class Pyramid(BaseModel):
@@ -166,7 +167,9 @@ def pyconvunet(
         return DoubleConv(cin, cout, conv, spatial_dims)
 
     channels = [base_channels * 2**i for i in range(depth + 1)]
-    net = UNetSkeleton(in_channels, out_channels, channels, make_stage, spatial_dims, "transpose", final_activation, "PyConvU-Net")
+    net = UNetSkeleton(
+        in_channels, out_channels, channels, make_stage, spatial_dims, "transpose", final_activation, "PyConvU-Net"
+    )
     if first_layer != per_level[0].groups:
         net.segzoo_resolved_params = {"first_layer_groups": first_layer}
     return net

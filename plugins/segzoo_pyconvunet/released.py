@@ -23,7 +23,8 @@ RELEASED_KERNELS, RELEASED_GROUPS, RELEASED_SHARES = [3, 5, 7, 9], [1, 4, 8, 16]
 
 
 class ReleasedParams(EncoderDecoderParams):
-    base_channels: int = Field(128, gt=0, description="features at full resolution (the release: 32 * 4); doubled after each pooling")
+    base_channels: int = Field(128, gt=0, description="features at full resolution (the release: 32 * 4); "
+                                                      "doubled after each pooling")
 
 
 class BottleneckPyConv(nn.Sequential):
@@ -33,9 +34,15 @@ class BottleneckPyConv(nn.Sequential):
     def __init__(self, in_channels: int, planes: int, spatial_dims: int) -> None:
         conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
         super().__init__(
-            conv(in_channels, planes, 1, bias=False), norm(planes), nn.ReLU(inplace=True),
-            PyConv(planes, planes, RELEASED_KERNELS, RELEASED_GROUPS, RELEASED_SHARES, spatial_dims), norm(planes), nn.ReLU(inplace=True),
-            conv(planes, planes, 1, bias=False), norm(planes), nn.ReLU(inplace=True),
+            conv(in_channels, planes, 1, bias=False),
+            norm(planes),
+            nn.ReLU(inplace=True),
+            PyConv(planes, planes, RELEASED_KERNELS, RELEASED_GROUPS, RELEASED_SHARES, spatial_dims),
+            norm(planes),
+            nn.ReLU(inplace=True),
+            conv(planes, planes, 1, bias=False),
+            norm(planes),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -61,5 +68,13 @@ def pyconvunet_released(
     in_channels: int, out_channels: int, base_channels: int, depth: int, spatial_dims: int, final_activation: str
 ) -> UNetSkeleton:
     channels = [base_channels * 2**i for i in range(depth + 1)]
-    return UNetSkeleton(in_channels, out_channels, channels, lambda i, o, _level: released_stage(i, o, spatial_dims), spatial_dims,
-                        "transpose", final_activation, "PyConvU-Net (released code)")
+    return UNetSkeleton(
+        in_channels,
+        out_channels,
+        channels,
+        lambda i, o, _level: released_stage(i, o, spatial_dims),
+        spatial_dims,
+        "transpose",
+        final_activation,
+        "PyConvU-Net (released code)",
+    )

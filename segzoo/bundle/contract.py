@@ -84,7 +84,13 @@ class Bundle:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         if not self.config_file("training").is_file():
-            state = "does not exist" if not self.root.exists() else "is a file" if not self.root.is_dir() else "has no configs/train.json"
+            state = (
+                "does not exist"
+                if not self.root.exists()
+                else "is a file"
+                if not self.root.is_dir()
+                else "has no configs/train.json"
+            )
             raise ConfigError(f"{self.root} is not a bundle folder: it {state} (pass e.g. bundles/pyconvunet)")
 
     @property
@@ -160,7 +166,8 @@ def run(bundle: Bundle | str | Path, workflow: str = "training", overrides: Mapp
 
     ``evaluating`` and ``inference`` run their overlay merged over ``train.json``, so a training's overrides apply as
     they are (the network itself comes from the run's ``checkpoint``). ``overrides`` are config keys (``a#b`` for
-    nested ones), as ``--KEY VALUE`` on MONAI's command line; ``extra_configs`` are files merged over the workflow's config (e.g. a recipe). Returns the parsed config,
+    nested ones), as ``--KEY VALUE`` on MONAI's command line; ``extra_configs`` are files merged over the workflow's
+    config (e.g. a recipe). Returns the parsed config,
     so callers read what the run made: ``get(parser, "output_dir")``, the evaluator's ``state.metrics``, ...
     """
     track_meta = get_track_meta()
@@ -179,7 +186,8 @@ def train_in(runs_dir: Path, bundle: Bundle | str | Path, overrides: Mapping[str
     (``last.pt`` left) resumed by name, else a new one trained. What ``segzoo compare`` and ``segzoo reproduce`` rerun
     after an interruption, so a finished training is never repeated and an unfinished one never started over."""
     newest = next(iter(store.runs_newest_first(runs_dir)), None) if runs_dir.is_dir() else None
-    if newest is not None and store.is_finished(newest) and not store.logging_interrupted(newest):  # trained, then stopped before the caller recorded it
+    # trained, then stopped before the caller recorded it
+    if newest is not None and store.is_finished(newest) and not store.logging_interrupted(newest):
         return newest
     interrupted = newest if newest is not None and store.resumable(newest) else None
     print(f"{label or runs_dir.name}: {'resuming' if interrupted else 'training'} in {runs_dir}")

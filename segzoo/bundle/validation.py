@@ -55,7 +55,9 @@ def load_config_file(path: str | Path, required: Sequence[str] = ()) -> dict[str
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read as text ({type(exc).__name__}: {exc}); pass a UTF-8 .json file") from None
+        raise ConfigError(
+            f"config file {path} cannot be read as text ({type(exc).__name__}: {exc}); pass a UTF-8 .json file"
+        ) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
@@ -64,13 +66,17 @@ def load_config_file(path: str | Path, required: Sequence[str] = ()) -> dict[str
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix it there") from None
+            raise ConfigError(
+                f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}; fix it there"
+            ) from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             state = "is empty" if not text.strip() else f"is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-            raise ConfigError(f"config file {path} {state}; fix it there (a truncated copy? compare it with the bundle's own)") from None
+            raise ConfigError(
+                f"config file {path} {state}; fix it there (a truncated copy? compare it with the bundle's own)"
+            ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} holds a {type(data).__name__}, not an object; a config file holds one "
                           '{"key": value, ...} object')
@@ -319,12 +325,17 @@ def check_training_values(train_items: Sequence[dict[str, Any]], val_items: Sequ
         raise ConfigError(f"the data set holds {total} item(s), split into {len(train_items)} training and {n_val} validation; "
                           "a training needs at least one of each. Add images, or use the synthetic data (--dataset_dir null)")
     asked = total * val_fraction
-    rounded = f" (val_fraction {val_fraction} of {total} items is {asked:g}; kept within 1..{total - 1})" if round(asked) != n_val else ""
+    rounded = (
+        f" (val_fraction {val_fraction} of {total} items is {asked:g}; kept within 1..{total - 1})"
+        if round(asked) != n_val
+        else ""
+    )
     print(f"split: {total} items -> {len(train_items)} training, {n_val} validation{rounded}")
     small = [str(item.get("name", "?")) for item in [*train_items, *val_items]
              if patch_size and any(s < p for s, p in zip(getattr(item.get("image"), "shape", ())[1:], patch_size))]
     if small:
-        print(f"note: {len(small)} image(s) smaller than patch_size {list(patch_size or [])} are zero-padded to it, e.g. {small[0]}")
+        print(f"note: {len(small)} image(s) smaller than patch_size {list(patch_size or [])} are "
+              f"zero-padded to it, e.g. {small[0]}")
 
 
 def check_patch_size(arch: str, preset: str | None, patch_size: Any, **params: Any) -> None:

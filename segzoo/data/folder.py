@@ -59,11 +59,13 @@ def read_image(path: str | Path, mask: bool = False) -> np.ndarray:
 
             array = np.asarray(itk.array_from_image(itk.imread(str(path))))
     except Exception as exc:  # noqa: BLE001 - every reader fails differently; the user needs the file name
-        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}. Check the file is a valid {suffix} image, or remove it.") from None
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}. "
+                        f"Check the file is a valid {suffix} image, or remove it.") from None
     if array.size == 0:
         raise DataError(f"{path} is empty (shape {array.shape}); remove it or export it again.")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise DataError(f"{path} holds {array.dtype} pixels; segzoo reads integer, float or boolean images. Convert it to a real-valued image.")
+        raise DataError(f"{path} holds {array.dtype} pixels; segzoo reads integer, float or boolean images. "
+                        "Convert it to a real-valued image.")
     array = np.squeeze(array)
     if array.ndim == 2:
         return array[None]
@@ -84,7 +86,8 @@ def _pil_mode(img: Any, mask: bool) -> Any:
 
 
 def to_unit_range(image: np.ndarray, path: str | Path = "image") -> np.ndarray:
-    """Float32 in [0, 1] by the recorded input rule (:func:`segzoo.processing.scale`); NaN or infinite pixels are refused, naming the file."""
+    """Float32 in [0, 1] by the recorded input rule (:func:`segzoo.processing.scale`); NaN or infinite pixels are refused, naming
+    the file."""
     try:
         return scale(image, str(path))
     except ValueError as exc:
@@ -98,28 +101,33 @@ def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] |
     colour mask) is refused, one whose channels agree (gray saved as RGB) is read as one channel.
     """
     if mask.shape[0] > 1 and not (mask == mask[:1]).all():
-        raise DataError(f"{path} is a colour mask ({mask.shape[0]} channels that differ); save masks as one channel of class values.")
+        raise DataError(f"{path} is a colour mask ({mask.shape[0]} channels that differ); "
+                        "save masks as one channel of class values.")
     mask = mask[:1]
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
         if not np.isfinite(mask).all() or (mask != np.round(mask)).any():
-            raise DataError(f"{path} holds NaN or fractional label values; a mask must hold whole class values (e.g. 0 and 1, or 0 and 255).")
+            raise DataError(f"{path} holds NaN or fractional label values; a mask must hold whole class values "
+                            "(e.g. 0 and 1, or 0 and 255).")
         mask = mask.astype(np.int64)
     values = np.unique(mask)
     if mapping:
         unknown = sorted(set(values.tolist()) - set(mapping))
         if unknown:
-            raise DataError(f"{path} has label values {unknown} that the label mapping {mapping} does not map; add them to label_mapping.")
+            raise DataError(f"{path} has label values {unknown} that the label mapping {mapping} does not map; "
+                            "add them to label_mapping.")
         grays = np.array(sorted(mapping))
         return np.array([mapping[g] for g in grays], dtype=np.float32)[np.searchsorted(grays, mask)]
     if mode == "binary":
         if len(values) > 2 or (len(values) == 2 and values[0] != 0):
             raise DataError(
-                f"{path} has label values {values.tolist()[:10]}{'...' if len(values) > 10 else ''}, but a binary mask may only hold "
+                f"{path} has label values {values.tolist()[:10]}{'...' if len(values) > 10 else ''}, "
+                "but a binary mask may only hold "
                 "0 and one foreground value (such as 1 or 255). Save masks losslessly (PNG, not JPEG), or pass a label_mapping."
             )
         return (mask > 0).astype(np.float32)
     if values[0] < 0:
-        raise DataError(f"{path} has negative label values {values[values < 0].tolist()[:5]}; class indices start at 0. Pass a label_mapping.")
+        raise DataError(f"{path} has negative label values {values[values < 0].tolist()[:5]}; "
+                        "class indices start at 0. Pass a label_mapping.")
     return mask.astype(np.float32)
 
 
@@ -135,7 +143,8 @@ def _by_stem(paths: list[Path]) -> dict[str, Path]:
 
 
 def load_images(image_dir: str, in_channels: int | None = None) -> list[dict[str, Any]]:
-    """Every image of a folder (no masks), for inference: ``{"image", "name", "path"}`` items (predictions are written like ``path``)."""
+    """Every image of a folder (no masks), for inference: ``{"image", "name", "path"}`` items (predictions are written like
+    ``path``)."""
     folder = Path(image_dir)
     images = _by_stem(sorted(p for p in folder.iterdir() if _suffix(p) in SUFFIXES)) if folder.is_dir() else {}
     if not images:
@@ -158,7 +167,9 @@ def _match_channels(image: np.ndarray, in_channels: int | None, path: Path) -> n
 class FolderParams(Params):
     dataset_dir: str = Field(description="folder holding <split>/images and <split>/labels")
     split: str = Field("train", description="sub-folder to read (train, test, ...)")
-    labels: Literal["binary", "indexed"] = Field("binary", description="binary: 0 and one foreground value; indexed: class indices")
+    labels: Literal["binary", "indexed"] = Field(
+        "binary", description="binary: 0 and one foreground value; indexed: class indices"
+    )
     label_mapping: dict[int, int] | None = Field(None, description="gray level -> class index, e.g. {0: 0, 255: 1}")
     in_channels: int | None = Field(None, ge=1, description="expected image channels; gray images are repeated to match")
 
@@ -174,7 +185,8 @@ def load_folder(
     root = Path(dataset_dir) / split
     image_dir, label_dir = root / "images", root / "labels"
     if not image_dir.is_dir():
-        raise DataError(f"{image_dir} does not exist; a dataset folder needs {split}/images/ and {split}/labels/ with masks of the same name.")
+        raise DataError(f"{image_dir} does not exist; a dataset folder needs {split}/images/ and {split}/labels/ "
+                        "with masks of the same name.")
     images = _by_stem(sorted(p for p in image_dir.iterdir() if _suffix(p) in SUFFIXES))
     if not images:
         raise DataError(f"{image_dir} holds no images ({', '.join(sorted(SUFFIXES))}); put the {split} images there.")
@@ -192,5 +204,7 @@ def load_folder(
                 "masks must have the size of their image."
             )
         image = _match_channels(image, in_channels, path)
-        items.append({"image": to_unit_range(image, path), "label": to_labels(mask, mask_path, labels, label_mapping), "name": stem})
+        items.append(
+            {"image": to_unit_range(image, path), "label": to_labels(mask, mask_path, labels, label_mapping), "name": stem}
+        )
     return items

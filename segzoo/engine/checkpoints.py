@@ -191,7 +191,8 @@ class LastCheckpoint:
         """What to do after a stop, as the run folder is now: resume from its ``last.pt``, or start again without one."""
         run = self.path.parent
         if logging_interrupted(run):
-            return f"continue with --resume {run}: its training had finished, the resume logs what its end was stopped before logging"
+            return (f"continue with --resume {run}: its training had finished, "
+                    "the resume logs what its end was stopped before logging")
         if (run / FINISHED).exists():
             return f"the training in {run} had finished; its model is there"
         if self.path.is_file():
@@ -266,8 +267,11 @@ class LastCheckpoint:
         self._writer = None
         if self._error is not None:
             error, self._error = self._error, None
-            then = (f"then continue with --resume {self.path.parent} (its last.pt, of an earlier epoch, is intact)" if self.path.is_file()
-                    else "then start the training again (no epoch was saved, so there is nothing to resume)")
+            then = (
+                f"then continue with --resume {self.path.parent} (its last.pt, of an earlier epoch, is intact)"
+                if self.path.is_file()
+                else "then start the training again (no epoch was saved, so there is nothing to resume)"
+            )
             raise SegzooError(
                 f"could not write the checkpoint {self.path}: {type(error).__name__}: {error}. Free disk space or make "
                 f"{self.path.parent} writable, {then}"

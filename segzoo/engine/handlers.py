@@ -69,8 +69,8 @@ class MetricsCSVWriter:
 
 class MaskWriter:
     """Writes one mask per image in the image's format and geometry (:mod:`segzoo.data.writers`), and optionally its
-    probability map (``<name>_probabilities``, float32), by the run's recorded output rule (:mod:`segzoo.processing`). Masks hold 0/255 (PNG, TIFF) or 0/1 (ITK formats) for a
-    binary network, class indices for several classes."""
+    probability map (``<name>_probabilities``, float32), by the run's recorded output rule (:mod:`segzoo.processing`). Masks hold
+    0/255 (PNG, TIFF) or 0/1 (ITK formats) for a binary network, class indices for several classes."""
 
     def __init__(self, output_dir: str, save_probabilities: bool | str = False, processing: Processing | None = None) -> None:
         self.output_dir = Path(output_dir)

@@ -289,8 +289,15 @@ class MLflowTracker:
         self._stop_system_metrics()
         self._log_artifacts()
         fault_point("end_of_run", engine.state.epoch)
-        model = self._safe("logging the MLflow model", log_trained_model, self.client, self.run_id, self.output_dir, self.register_as,
-                           engine.state.epoch)
+        model = self._safe(
+            "logging the MLflow model",
+            log_trained_model,
+            self.client,
+            self.run_id,
+            self.output_dir,
+            self.register_as,
+            engine.state.epoch,
+        )
         self._safe("closing the run", self.client.set_terminated, self.run_id, "FINISHED")
         if training:
             (self.output_dir / store.LOGGING).unlink(missing_ok=True)

@@ -29,7 +29,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         output = refuse_overwrite(args.output or find_checkpoint(args.run).parent / "mlflow_model", args.overwrite)
         if output.is_file() or (output.is_dir() and any(output.iterdir()) and not (output / "MLmodel").is_file()):
-            raise SegzooError(f"{output} is not an MLflow model folder (no MLmodel file in it), so --overwrite does not replace it; "
+            raise SegzooError(f"{output} is not an MLflow model folder (no MLmodel file in it), "
+                              "so --overwrite does not replace it; "
                               "pass another --output folder")
         if output.is_dir():
             shutil.rmtree(output)  # an earlier export's model folder, replaced as --overwrite asked

@@ -39,7 +39,9 @@ def model_files(trained: TrainedModel, folder: Path) -> dict[str, Any]:
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
-    torchscript = export_network(trained.network, "torchscript", folder / "model.ts", sample_input(trained, size=EXAMPLE_SIZE)).path
+    torchscript = export_network(
+        trained.network, "torchscript", folder / "model.ts", sample_input(trained, size=EXAMPLE_SIZE)
+    ).path
     # (-1,) of objects: MLflow then passes any array through unchanged, so (N, H, W) and (N, C, H, W) images of any
     # dtype reach predict, which scales them by the recorded rule (a fixed dtype and rank would refuse them).
     signature = ModelSignature(
@@ -97,11 +99,22 @@ def log_trained_model(client: Any, run_id: str, run_dir: str | Path, register_as
         return None
     try:
         trained = load_trained(run_dir, final_activation="identity")
-        with tempfile.TemporaryDirectory(prefix="segzoo-mlflow-model-") as tmp, quiet_mlflow(), _use_tracking_uri(client.tracking_uri):
+        with (
+            tempfile.TemporaryDirectory(prefix="segzoo-mlflow-model-") as tmp,
+            quiet_mlflow(),
+            _use_tracking_uri(client.tracking_uri),
+        ):
             run = client.get_run(run_id)  # the model belongs to the run's experiment (MLflow would pick the active one)
             model = client.create_logged_model(run.info.experiment_id, ARTIFACT, run_id, params=dict(run.data.params))
-            info = mlflow.models.Model.log(None, name=ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id, step=step, model_id=model.model_id,
-                                           **model_files(trained, Path(tmp)))
+            info = mlflow.models.Model.log(
+                None,
+                name=ARTIFACT,
+                flavor=mlflow.pyfunc,
+                run_id=run_id,
+                step=step,
+                model_id=model.model_id,
+                **model_files(trained, Path(tmp)),
+            )
             client.finalize_logged_model(model.model_id, "READY")
             mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(Path(tmp) / ARTIFACT))
             client.log_artifacts(run_id, str(Path(tmp) / ARTIFACT), ARTIFACT)
@@ -123,7 +136,8 @@ def logged_model_uri(client: Any, run_id: str) -> str | None:
 
 
 def model_link(client: Any, name: str, version: str | int) -> str:
-    """Where to open version ``version`` of registered model ``name``: its page on the server, or the local ``mlflow ui`` command."""
+    """Where to open version ``version`` of registered model ``name``: its page on the server, or the local ``mlflow ui``
+    command."""
     page = f"#/models/{name}/versions/{version}"
     uri = client.tracking_uri
     if uri.startswith(("http://", "https://")):
@@ -158,6 +172,7 @@ def register_winner(tracking_uri: str, entries: dict[str, dict[str, Any]], name:
     winner = max(entries, key=lambda arch: entries[arch]["metrics"][metric])
     run_id = entries[winner]["run_id"]
     version = register_model(client, run_id, name, logged_model_uri(client, run_id))
-    print(f"registered {winner} (held-out {metric} {entries[winner]['metrics'][metric]:.4f}) as {name} version {version.version}: "
+    print(f"registered {winner} (held-out {metric} {entries[winner]['metrics'][metric]:.4f}) "
+          f"as {name} version {version.version}: "
           f"{model_link(client, name, version.version)}")
     return winner

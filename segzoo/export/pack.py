@@ -4,8 +4,8 @@ The folder holds ``configs/inference.json`` + ``metadata.json`` + the schema it 
 ``models/model.pt`` (the weights) and ``models/model.ts`` (the network as TorchScript, its raw output),
 ``scripts/processing.py`` (the recorded input and output rule, :mod:`segzoo.processing` as is), ``docs/README.md``
 and ``samples/`` (two synthetic images, so it runs out of the box). Its inference config builds nothing from segzoo:
-it loads the TorchScript file and the rule's module, so ``python -m monai.bundle run --config_file configs/inference.json`` needs only
-MONAI, PyTorch, and the readers of the images it reads (Pillow for PNG, ITK for NIfTI/MHA/NRRD).
+it loads the TorchScript file and the rule's module, so ``python -m monai.bundle run --config_file configs/inference.json`` needs
+only MONAI, PyTorch, and the readers of the images it reads (Pillow for PNG, ITK for NIfTI/MHA/NRRD).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def inference_config(processing: Processing) -> dict[str, Any]:
     MONAI's readers give images as (x, y) and its writers take them so; the rule runs on (y, x), as segzoo reads
     them, so the image is transposed after reading and the mask back before writing."""
     return {
-        "imports": ["$import glob", "$import os", "$import monai", "$import numpy", "$import torch", "$from scripts.processing import Processing", "$from scripts.processing import as_stored as scripts_as_stored"],
+        "imports": ["$import glob", "$import os", "$import monai", "$import numpy", "$import torch",
+                    "$from scripts.processing import Processing",
+                    "$from scripts.processing import as_stored as scripts_as_stored"],
         "bundle_root": ".",
         "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
         "input_dir": "$@bundle_root + '/samples'",
@@ -54,7 +56,8 @@ def inference_config(processing: Processing) -> dict[str, Any]:
             {"_target_": "EnsureChannelFirstd", "keys": "image"},
             {"_target_": "Transposed", "keys": "image", "indices": [0, 2, 1]},
             {"_target_": "Lambdad", "keys": "image",
-             "func": "$lambda x: monai.data.MetaTensor(@rule.prepare(scripts_as_stored(numpy.asarray(x), x.meta)), meta=x.meta)"},
+             "func": "$lambda x: monai.data.MetaTensor(@rule.prepare(scripts_as_stored(numpy.asarray(x), x.meta)), "
+                     "meta=x.meta)"},
         ]},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False, "num_workers": 0},
@@ -62,13 +65,15 @@ def inference_config(processing: Processing) -> dict[str, Any]:
         "postprocessing": {"_target_": "Compose", "transforms": [
             {"_target_": "Lambdad", "keys": "pred", "func": "$@rule.mask_image"},
             {"_target_": "Transposed", "keys": "pred", "indices": [0, 2, 1]},
-            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_ext": "@output_ext", "output_postfix": "",
-             "output_dtype": "$numpy.uint8", "scale": "$255 if @processing['out_channels'] == 1 and @output_ext in ('.png', '.tif', '.tiff') else None",
+            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_ext": "@output_ext",
+             "output_postfix": "", "output_dtype": "$numpy.uint8",
+             "scale": "$255 if @processing['out_channels'] == 1 and @output_ext in ('.png', '.tif', '.tiff') else None",
              "resample": False, "separate_folder": False, "print_log": False},
         ]},
         "handlers": [{"_target_": "StatsHandler", "iteration_log": False}],
-        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader", "network": "@network",
-                      "inferer": "@inferer", "postprocessing": "@postprocessing", "val_handlers": "@handlers"},
+        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
+                      "val_handlers": "@handlers"},
         # the rule reads each image's metadata (its stored pixel type); in `run`, not `initialize`: MONAI puts
         # bundle_root (scripts/) on sys.path only when it runs
         "inference": ["$monai.data.set_track_meta(True)", "$@evaluator.run()"],
@@ -79,19 +84,33 @@ def inference_config(processing: Processing) -> dict[str, Any]:
 def packed_metadata(bundle_meta: dict[str, Any], trained: TrainedModel, run: str) -> dict[str, Any]:
     """The bundle's metadata describing inference: the packed network, the rule around it, its masks and what running it needs."""
     rule = trained.processing
-    classes = {"0": "background", "1": "foreground"} if rule.out_channels == 1 else {str(c): f"class {c}" for c in range(rule.out_channels)}
+    classes = (
+        {"0": "background", "1": "foreground"}
+        if rule.out_channels == 1
+        else {str(c): f"class {c}" for c in range(rule.out_channels)}
+    )
     meta = {**bundle_meta, "monai_version": monai.__version__, "pytorch_version": torch.__version__.split("+")[0],
             "numpy_version": np.__version__, "required_packages_version": {}, "schema": SCHEMA.name}
     decision = f"probability >= {rule.threshold}" if rule.out_channels == 1 else "arg-max over classes"
-    meta["description"] = (f"Inference with {trained.arch} ({trained.preset or 'no preset'}) trained by segzoo (run {run}), as TorchScript: "
+    meta["description"] = (f"Inference with {trained.arch} ({trained.preset or 'no preset'}) "
+                           f"trained by segzoo (run {run}), as TorchScript: "
                            f"images scaled by scripts/processing.py's input rule, a {list(rule.roi_size)} sliding window, "
                            f"{rule.activation}, then {decision}.")
     meta["pred_classes"] = f"mask of class indices ({decision})"
     meta.pop("eval_metrics", None)
     fmt = dict(meta["network_data_format"])
-    fmt["inputs"] = {"image": {**fmt["inputs"]["image"], "num_channels": rule.in_channels}}  # after the input rule: float32 in [0, 1]
-    fmt["outputs"] = {"pred": {**fmt["outputs"]["pred"], "num_channels": 1, "dtype": "uint8", "value_range": [0, max(1, rule.out_channels - 1)],
-                               "is_patch_data": False, "channel_def": classes}}
+    # after the input rule: float32 in [0, 1]
+    fmt["inputs"] = {"image": {**fmt["inputs"]["image"], "num_channels": rule.in_channels}}
+    fmt["outputs"] = {
+        "pred": {
+            **fmt["outputs"]["pred"],
+            "num_channels": 1,
+            "dtype": "uint8",
+            "value_range": [0, max(1, rule.out_channels - 1)],
+            "is_patch_data": False,
+            "channel_def": classes,
+        }
+    }
     meta["network_data_format"] = fmt
     return meta
 
@@ -144,7 +163,9 @@ def pack(run: str | Path, bundle: str | Path, output: str | Path, trained: Train
     (output / "models").mkdir(exist_ok=True)
     (output / "docs").mkdir(exist_ok=True)
     (output / "scripts").mkdir(exist_ok=True)
-    export_network(trained.network, "torchscript", output / "models" / "model.ts", sample_input(trained, max(trained.processing.roi_size)))
+    export_network(
+        trained.network, "torchscript", output / "models" / "model.ts", sample_input(trained, max(trained.processing.roi_size))
+    )
     shutil.copy(RULE, output / "scripts" / "processing.py")
     (output / "scripts" / "__init__.py").write_text("")
     shutil.copy(SCHEMA, output / "configs" / SCHEMA.name)

@@ -83,7 +83,9 @@ def load_trained(run_or_checkpoint: str | Path, arch: str | None = None, preset:
     network = spec.build(preset, **merged)
     load_checkpoint(network, checkpoint, expected={"name": name, "preset": preset, **merged})
     resolved = spec.validate(preset, **merged).model_dump()
-    processing = run_processing(checkpoint, in_channels=resolved.get("in_channels", 3), out_channels=resolved.get("out_channels", 1))
+    processing = run_processing(
+        checkpoint, in_channels=resolved.get("in_channels", 3), out_channels=resolved.get("out_channels", 1)
+    )
     return TrainedModel(network.eval(), name, preset, resolved, checkpoint, processing)
 
 

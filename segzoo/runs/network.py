@@ -25,7 +25,9 @@ def _trained_as(path: str | os.PathLike) -> str:
     return _describe(architecture) if architecture else "another network"
 
 
-def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None) -> torch.nn.Module:
+def load_checkpoint(
+    network: torch.nn.Module, path: str | os.PathLike, key: str = "model", expected: dict[str, Any] | None = None
+) -> torch.nn.Module:
     """Load weights saved by a bundle (``weights_only=True``); a checkpoint of another network is refused, naming both.
 
     ``expected`` describes the network asked for (``name``, ``preset``, ``in_channels``, ``out_channels``) for the
@@ -42,7 +44,8 @@ def load_checkpoint(network: torch.nn.Module, path: str | os.PathLike, key: str 
                   if mismatched else f"{len(missing)} weights missing, e.g. {missing[0]}")
         raise SegzooError(
             f"checkpoint {path} was trained as {_trained_as(path)} and does not fit the network asked for, "
-            f"{_describe(expected) if expected else type(network).__name__}: {detail}. Pass the --arch/--preset/--out_channels it was trained with, "
+            f"{_describe(expected) if expected else type(network).__name__}: {detail}. "
+            "Pass the --arch/--preset/--out_channels it was trained with, "
             "or another --checkpoint."
         )
     network.load_state_dict(state)

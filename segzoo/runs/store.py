@@ -92,7 +92,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UnreadableCheckpointError(f"checkpoint {path} does not exist; pass a run folder or a .pt file a training wrote") from None
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} does not exist; pass a run folder or a .pt file a training wrote"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means the file is not a checkpoint segzoo wrote
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
         if "weights_only" in str(exc) or "WeightsUnpickler" in str(exc):  # never pass on torch's advice to load it unchecked
@@ -117,7 +119,11 @@ def checkpoint_weights(path: str | os.PathLike, key: str = "model") -> dict[str,
 def read_settings(run_dir: str | os.PathLike) -> dict[str, str] | None:
     """What the run was started to train (``settings.json``, checked on resume); None for a run without the file."""
     path = Path(run_dir) / SETTINGS_FILE
-    return read_json(path, "the settings the run was started with", "Delete it to resume without this check.") if path.exists() else None
+    return (
+        read_json(path, "the settings the run was started with", "Delete it to resume without this check.")
+        if path.exists()
+        else None
+    )
 
 
 def write_settings(run_dir: str | os.PathLike, settings: dict[str, str]) -> None:
@@ -226,7 +232,9 @@ def fresh_output_dir(path: str | os.PathLike) -> str:
             if not candidate.is_dir() or any(candidate.iterdir()):
                 continue
         except OSError as exc:
-            raise SegzooError(f"--predictions_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to") from None
+            raise SegzooError(
+                f"--predictions_dir {candidate}: cannot create it ({exc.strerror}); pass a folder you can write to"
+            ) from None
         print(f"masks -> {candidate}")
         return str(candidate)
     raise SegzooError(f"{path} and 9999 numbered variants exist; pass another --predictions_dir")
@@ -243,7 +251,11 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
         runs = runs_newest_first(root)
         if runs and resumable(runs[0]):
             return runs[0]
-        newest = f"the newest run, {runs[0]}, {'finished' if runs and is_finished(runs[0]) else 'has no completed epoch'}" if runs else f"there is no run under {root}"
+        newest = (
+            f"the newest run, {runs[0]}, {'finished' if runs and is_finished(runs[0]) else 'has no completed epoch'}"
+            if runs
+            else f"there is no run under {root}"
+        )
         raise SegzooError(f"--resume true: {newest}; {_candidates(root)}")
     named = Path(str(resume)).expanduser()
     run = named if named.is_dir() else root / str(resume)
@@ -252,7 +264,8 @@ def resume_dir(runs_dir: str | os.PathLike, resume: str | bool) -> Path:
     if is_finished(run) and not logging_interrupted(run):
         raise SegzooError(f"--resume {resume}: {run} finished its training and is never reopened; {_candidates(root)}")
     if not (run / LAST).exists():
-        raise SegzooError(f"--resume {resume}: {run} has no {LAST} (no epoch completed), so there is nothing to resume; start a new run")
+        raise SegzooError(f"--resume {resume}: {run} has no {LAST} (no epoch completed), "
+                          "so there is nothing to resume; start a new run")
     return run
 
 
@@ -260,12 +273,18 @@ def _candidates(root: Path) -> str:
     unfinished = [p for p in runs_newest_first(root) if resumable(p)]
     if not unfinished:
         return "no run there can be resumed: start a new training without --resume"
-    return "runs that can be resumed (newest first): " + ", ".join(str(p) for p in unfinished[:10]) + ". Pass one as --resume RUN_DIR"
+    return (
+        "runs that can be resumed (newest first): "
+        + ", ".join(str(p) for p in unfinished[:10])
+        + ". Pass one as --resume RUN_DIR"
+    )
 
 
 def resume_requested(resume: bool | str | None) -> bool:
     """Whether ``--resume`` asks for a resume: anything but false/no/off/0/null/empty (true, or a run folder or name)."""
-    return not (resume is None or resume is False or (isinstance(resume, str) and resume.strip().lower() in FALSE_WORDS + NONE_WORDS))
+    return not (
+        resume is None or resume is False or (isinstance(resume, str) and resume.strip().lower() in FALSE_WORDS + NONE_WORDS)
+    )
 
 
 def output_dir(runs_dir: str, run_name: str, resume: bool | str | None = None) -> str:
@@ -282,7 +301,8 @@ def run_checkpoint(runs_dir: str | os.PathLike, run: str | None = None, filename
     if run:
         folder = Path(run) if Path(run).is_dir() else root / run
         if not (folder / filename).is_file():
-            raise SegzooError(f"--from_run {run}: {folder / filename} does not exist; pass a run folder that holds a trained {filename}")
+            raise SegzooError(f"--from_run {run}: {folder / filename} does not exist; "
+                              f"pass a run folder that holds a trained {filename}")
         return str(folder / filename)
     runs = runs_newest_first(root)
     if not runs:

@@ -93,7 +93,11 @@ def open_run(tracking_uri: str | None, experiment: str, run_name: str | None = N
         for key, value in owner_tags().items():
             client.set_tag(run_id, key, value)
     else:
-        tags = {**run_tags(source, description), **owner_tags(), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        tags = {
+            **run_tags(source, description),
+            **owner_tags(),
+            **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+        }
         run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     _OPENED.append((client, run_id))
     on_failure(close_open_runs)
@@ -115,7 +119,8 @@ def close_open_runs(exc: BaseException) -> None:
                 terminate(client, run_id, status)
 
 
-# Set on the experiment by :func:`open_experiment` (so by every :func:`connect`): a write that proves the store takes writes before anything trains.
+# Set on the experiment by :func:`open_experiment` (so by every :func:`connect`): a write that proves the store takes writes
+# before anything trains.
 WRITE_CHECK_TAG = "segzoo.writable"
 
 

@@ -62,7 +62,8 @@ def test_groups_that_do_not_divide_a_levels_channels_are_an_error_naming_layer_l
         "has 128 input and 121 output channels, which groups 4 does not divide; declare groups that divide both (at most 1 "
         "here), or change the width or shares so that 4 divides the level's channels"
     )
-    with pytest.raises(PyConvLayoutError, match="pyramid level 4 \\(kernel 9\\) has 32 input and 8 output channels, which groups 16"):
+    with pytest.raises(PyConvLayoutError, match="pyramid level 4 \\(kernel 9\\) has 32 input and 8 output "
+                                                "channels, which groups 16"):
         PyConv(32, 32, groups=[1, 4, 8, 16])
 
 
