@@ -21,7 +21,8 @@ with every MLflow model (``code_paths``) and packed bundle (``scripts/processing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -105,19 +106,30 @@ class Processing:
         return scale(image, name)
 
     # -- window --------------------------------------------------------------------------------------
-    def inferer(self) -> Callable[..., torch.Tensor]:
+    def inferer(self, progress_above: int | None = None) -> Callable[..., torch.Tensor]:
         """The sliding window as ``inferer(batch, network)`` (a MONAI engine's inferer): the mask output (``output``
-        of a network that returns several, e.g. MUNet's ``fused`` map, not its per-image class logits) over the whole image."""
+        of a network that returns several, e.g. MUNet's ``fused`` map, not its per-image class logits) over the whole
+        image. An image cut into more than ``progress_above`` windows shows a progress bar over its windows (a
+        4096x4096 slide is minutes of work that a bar over images would leave silent)."""
         from monai.inferers import SlidingWindowInferer
 
-        window = SlidingWindowInferer(
-            roi_size=list(self.roi_size), sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode=self.blend
-        )
+        settings = {"roi_size": list(self.roi_size), "sw_batch_size": self.sw_batch_size, "overlap": self.overlap,
+                    "mode": self.blend}
+        quiet, shown = SlidingWindowInferer(**settings), SlidingWindowInferer(**settings, progress=True)
 
         def infer(batch: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
-            return window(batch, lambda patch: self.select(network(patch, *args, **kwargs)))
+            many = progress_above is not None and self.windows(batch.shape[2:]) > progress_above
+            return (shown if many else quiet)(batch, lambda patch: self.select(network(patch, *args, **kwargs)))
 
         return infer
+
+    def windows(self, size: Sequence[int]) -> int:
+        """How many windows cover an image of ``size`` (the sliding window's count, per image)."""
+        count = 1
+        for extent, roi in zip(size, self.roi_size):
+            step = max(1, int(roi * (1 - self.overlap)))
+            count *= 1 if extent <= roi else math.ceil((extent - roi) / step) + 1
+        return count
 
     # -- output --------------------------------------------------------------------------------------
     def select(self, output: Any) -> torch.Tensor:
