@@ -250,5 +250,5 @@ def _evaluate(comparison: Comparison, arch: str, seed: int, client: Any) -> dict
         warnings.warn(f"{arch}: could not log the test scores to MLflow run {run_id} ({type(exc).__name__}: {exc}); "
                       f"they are in {comparison.output / STATE_FILE} and the report", RuntimeWarning, stacklevel=2)
     print(f"{arch} seed {seed}: test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    per_image = read_per_image(Path(bundles.get(parser, "output_dir")) / "per_image.csv")
+    per_image = read_per_image(Path(bundles.get(parser, "evaluation_dir")) / "per_image.csv")
     return {"metrics": metrics, "per_image": per_image, "params_m": counts.params_m, "gmac": counts.gmac}

@@ -210,7 +210,7 @@ def _train_and_evaluate(table: Table, row: Row, output: Path, dataset_dir: str |
     for key, value in metrics.items():
         client.log_metric(entry["run_id"], f"test_{key}", value)
     trainer = store.read_checkpoint(run_dir / store.LAST)["trainer"]
-    entry["per_image"] = read_per_image(Path(bundles.get(evaluation, "output_dir")) / "per_image.csv")
+    entry["per_image"] = read_per_image(Path(bundles.get(evaluation, "evaluation_dir")) / "per_image.csv")
     entry["result"] = {**metrics, "epochs": trainer["iteration"] // max(1, trainer["epoch_length"])}
 
 

@@ -64,7 +64,7 @@ def test_a_run_is_evaluated_and_segmented_as_trained_without_its_training_flags(
     training = run(bundle, "training", {**common, "epochs": 1, "batch_size": 2, "preset": "fast"})
     run_dir = Path(get(training, "output_dir"))
 
-    evaluation = run(bundle, "evaluating", common)
+    evaluation = run(bundle, "evaluating", {**common, "eval_part": "val"})  # the part the training itself scored
     trained = get(evaluation, "trained")
     assert (trained.arch, trained.preset, trained.checkpoint) == ("pyconvunet", "fast", run_dir / store.BEST)
     scores = get(evaluation, "evaluator").state.metrics
