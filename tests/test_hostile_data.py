@@ -276,3 +276,18 @@ def test_two_inference_inputs_whose_masks_would_overwrite_each_other_are_refused
     tif(RAMP.astype(np.uint8))(tmp_path / "a")
     with pytest.raises(DataError, match="a.png and .*a.tif have the same name apart from the extension"):
         load_images(str(tmp_path), 1)
+
+
+@hostile("data", "16-bit PNG holding 12-bit data (largest value 4095)",
+         "read by the same rule (divided by 65535) with a warning naming the file, its largest value and the range it gets",
+         "x.png: a uint16 image whose largest value is 4095 (about 12-bit data) is divided by 65535 ... [0, 0.062]",
+         issue=22)
+def test_twelve_bit_data_in_a_sixteen_bit_png_is_read_with_a_warning(tmp_path: Path) -> None:
+    from segzoo.data.folder import NarrowPixelsWarning
+
+    twelve_bit = (np.linspace(0, 4095, 64).reshape(8, 8)).astype(np.uint16)
+    root = _folder(tmp_path, png(twelve_bit), png(HALF))
+    with pytest.warns(NarrowPixelsWarning, match=r"x\.png: a uint16 image whose largest value is 4095 \(about 12-bit data\)"):
+        (item,) = load_folder(str(root), in_channels=1)
+    assert item["image"].max() == pytest.approx(4095 / 65535)
+

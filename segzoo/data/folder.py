@@ -7,6 +7,7 @@ NRRD and DICOM through ITK.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,13 +86,31 @@ def _pil_mode(img: Any, mask: bool) -> Any:
     return img
 
 
+class NarrowPixelsWarning(UserWarning):
+    """An unsigned image uses a small part of its type's range (12-bit data in a 16-bit file, say)."""
+
+
 def to_unit_range(image: np.ndarray, path: str | Path = "image") -> np.ndarray:
-    """Float32 in [0, 1] by the recorded input rule (:func:`segzoo.processing.scale`); NaN or infinite pixels are refused, naming
-    the file."""
+    """Float32 in [0, 1] by the recorded input rule (:func:`segzoo.processing.scale`); NaN or infinite pixels are refused,
+    naming the file. A 16-bit (or wider) unsigned image whose largest value is below 1/8 of its type's maximum is
+    still divided by that maximum, as the rule says, but not silently: a warning names the file and the range it gets."""
     try:
-        return scale(image, str(path))
+        scaled = scale(image, str(path))
     except ValueError as exc:
         raise DataError(str(exc)) from None
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.unsignedinteger) and image.dtype.itemsize >= 2 and image.size:
+        top, peak = np.iinfo(image.dtype).max, int(image.max())
+        if 0 < peak < top / 8:
+            bits = peak.bit_length()
+            warnings.warn(
+                f"{path}: a {image.dtype} image whose largest value is {peak} (about {bits}-bit data) is divided by {top} "
+                f"like every {image.dtype} image, so its pixels lie in [0, {peak / top:.3f}]. Fine if the whole data set is "
+                f"stored this way; otherwise rescale the files to the type's range first.",
+                NarrowPixelsWarning,
+                stacklevel=2,
+            )
+    return scaled
 
 
 def to_labels(mask: np.ndarray, path: Path, mode: str, mapping: dict[int, int] | None) -> np.ndarray:
