@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -144,3 +145,19 @@ def test_onnx_without_the_export_extra_names_the_pip_install_that_fixes_it(
     monkeypatch.setitem(__import__("sys").modules, "onnxscript", None)  # as if not installed
     with pytest.raises(ExportError, match=r'needs onnxscript, which is not installed: pip install "segzoo\[export\]"'):
         export_network(small_network("unet"), "onnx", tmp_path / "m.onnx", torch.rand(1, 1, 32, 32))
+
+
+def test_logging_a_model_leaves_the_processs_tracking_uri_as_the_user_set_it(monkeypatch: pytest.MonkeyPatch,
+                                                                              tmp_path: Path) -> None:
+    """MLflow's own switch unsets MLFLOW_TRACKING_URI on the way out; a tune worker's next trial then went to the local
+    default store instead of the shared server."""
+    import mlflow
+
+    from segzoo.export.mlflow_model import using_tracking_uri
+
+    users = f"sqlite:///{tmp_path}/users.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", users)
+    with using_tracking_uri(f"sqlite:///{tmp_path}/other.db"):
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path}/other.db"
+    assert os.environ["MLFLOW_TRACKING_URI"] == users
+    assert mlflow.get_tracking_uri() == users

@@ -66,6 +66,23 @@ def save_pyfunc(path: Path, trained: TrainedModel) -> None:
 
 
 @contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` for the calls that read it (logging a model, resolving a
+    ``models:/`` source), then given back with ``MLFLOW_TRACKING_URI`` as it was: MLflow's own ``_use_tracking_uri``
+    unsets that variable on the way out, which sent every later run of the process (tune's next trial, compare's next
+    architecture) to the local default store instead of the user's server."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if variable is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
+@contextmanager
 def quiet_mlflow() -> Iterator[None]:
     """MLflow's advice on type hints and its download bars are noise for segzoo's own saves and loads."""
     from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
@@ -93,7 +110,6 @@ def log_trained_model(client: Any, run_id: str, run_dir: str | Path, register_as
     a warning, not the run: its checkpoint is logged anyway.
     """
     import mlflow
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     if not (Path(run_dir) / "model.pt").is_file():
         return None
@@ -102,7 +118,7 @@ def log_trained_model(client: Any, run_id: str, run_dir: str | Path, register_as
         with (
             tempfile.TemporaryDirectory(prefix="segzoo-mlflow-model-") as tmp,
             quiet_mlflow(),
-            _use_tracking_uri(client.tracking_uri),
+            using_tracking_uri(client.tracking_uri),
         ):
             run = client.get_run(run_id)  # the model belongs to the run's experiment (MLflow would pick the active one)
             model = client.create_logged_model(run.info.experiment_id, ARTIFACT, run_id, params=dict(run.data.params))
@@ -148,7 +164,6 @@ def model_link(client: Any, name: str, version: str | int) -> str:
 def register_model(client: Any, run_id: str, name: str, source: str | None = None) -> Any:
     """A new version of registered model ``name`` (created if new) from ``source`` (default: run ``run_id``'s model folder)."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     try:
         client.create_registered_model(name)
@@ -157,7 +172,7 @@ def register_model(client: Any, run_id: str, name: str, source: str | None = Non
             raise
     source = source or f"{client.get_run(run_id).info.artifact_uri}/{ARTIFACT}"
     model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
-    with _use_tracking_uri(client.tracking_uri):  # MLflow resolves a models:/ source in the process's store
+    with using_tracking_uri(client.tracking_uri):  # MLflow resolves a models:/ source in the process's store
         return client.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
 
 
