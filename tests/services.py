@@ -51,7 +51,9 @@ def as_postgres(cmd: list[str]) -> list[str]:
     except KeyError:
         pytest.fail("running as root, the service tests start PostgreSQL as the user 'postgres', which does not exist: "
                     "`apt-get install -y postgresql` creates it (or run the tests as a normal user)", pytrace=False)
-    return ["runuser", "-u", "postgres", "--", *cmd]
+    # runuser lives in /usr/sbin (util-linux), which a CI environment's PATH may leave out
+    runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "runuser"
+    return [runuser, "-u", "postgres", "--", *cmd]
 
 
 @dataclass(frozen=True)
