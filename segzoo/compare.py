@@ -27,7 +27,7 @@ from segzoo.bundle.contract import Bundle
 from segzoo.errors import SegzooError
 from segzoo.overrides import parse_overrides
 from segzoo.paired import mean_and_sd, read_per_image
-from segzoo.runs import store
+from segzoo.runfiles import store
 from segzoo.study import load_state, save_state, seed_list
 
 STATE_FILE = "compare_state.json"

@@ -30,7 +30,7 @@ from segzoo.errors import SegzooError
 from segzoo.overrides import parse_override
 from segzoo.paired import mean_and_sd, read_per_image
 from segzoo.reproduce_report import write_report
-from segzoo.runs import store
+from segzoo.runfiles import store
 from segzoo.study import load_state, save_state, seed_list
 from segzoo.tables import Row, Table, get_table, tables
 

@@ -30,7 +30,7 @@ from segzoo.engine.checkpoints import NonFiniteLossError
 from segzoo.errors import SegzooError
 from segzoo.files import atomic_write_text
 from segzoo.flags import add_flag
-from segzoo.runs.store import best_value, read_run_id
+from segzoo.runfiles.store import best_value, read_run_id
 from segzoo.tracking.liveness import owner_tags
 from segzoo.tracking.metadata import ui_link
 

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("segzoo.registry", "segzoo.plugins"),
     ("segzoo",),  # the package: the registry API plugins and configs call
     ("segzoo.nn", "segzoo.data", "segzoo.builtin", "segzoo.complexity", "segzoo.paired"),
-    ("segzoo.runs",),
+    ("segzoo.runfiles",),
     ("segzoo.bundle",),
     ("segzoo.tracking",),
     ("segzoo.figures",),
@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
      "segzoo.tables", "segzoo.scaffold", "segzoo.cli", "segzoo.__main__"),
 ]
 # What a plugin may import from segzoo (docs/writing-a-plugin.md, "The plugin API").
-PLUGIN_API = {"segzoo", "segzoo.errors", "segzoo.nn", "segzoo.data", "segzoo.runs"}
+PLUGIN_API = {"segzoo", "segzoo.errors", "segzoo.nn", "segzoo.data", "segzoo.runfiles"}
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -51,7 +51,7 @@ def imported_names(path: Path) -> set[str]:
 
 
 def owner(name: str, modules: dict[str, Path]) -> str | None:
-    """The module of ``modules`` that ``name`` lies in (``segzoo.runs.store.LAST`` -> ``segzoo.runs.store``)."""
+    """The module of ``modules`` that ``name`` lies in (``segzoo.runfiles.store.LAST`` -> ``segzoo.runfiles.store``)."""
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None

@@ -57,7 +57,7 @@ def test_a_run_is_evaluated_and_segmented_as_trained_without_its_training_flags(
     The held-out scores on the validation part equal the training's own last validation (same split, rule and weights)."""
     from segzoo.bundle.contract import get, run
     from segzoo.export.trained import load_trained
-    from segzoo.runs import store
+    from segzoo.runfiles import store
 
     bundle, common = BUNDLES / "pyconvunet", {**TINY, "runs_dir": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
                                              "device": "cpu"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segzoo.runs.store import read_history, read_run_id
+from segzoo.runfiles.store import read_history, read_run_id
 from tests.conftest import BUNDLES
 from tests.services import free_port, stop
 

@@ -361,7 +361,7 @@ def test_a_patch_the_network_cannot_take_is_refused_before_building(patch: list[
 @hostile("config", "`--runs_dir` pointing at a file", "refused naming the folder, before anything is built",
          "--runs_dir afile: cannot create the run folder afile/... (Not a directory)")
 def test_a_runs_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    from segzoo.runs.store import new_run_dir
+    from segzoo.runfiles.store import new_run_dir
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SegzooError, match="--runs_dir .*afile"):
@@ -463,7 +463,7 @@ def test_an_unknown_preset_is_blamed_on_preset() -> None:
          "written beside: RUN/eval-<data folder>; the same data again reuses its folder; each folder records its data",
          "evaluation of /data/other train val ... -> RUN/eval-other")
 def test_evaluations_on_other_data_go_to_folders_of_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from segzoo.runs.store import DATA_FILE, evaluation_dir
+    from segzoo.runfiles.store import DATA_FILE, evaluation_dir
 
     checkpoint = tmp_path / "model.pt"
     first = Path(evaluation_dir(checkpoint, None, {"size": 64}, "train", "val"))
@@ -479,7 +479,7 @@ def test_evaluations_on_other_data_go_to_folders_of_their_own(tmp_path: Path, ca
                         "mixed with an earlier input's masks, never said where)",
          "each call writes a folder of its own (predictions, predictions-2, ...) and prints it", "masks -> RUN/predictions-2")
 def test_each_inference_writes_a_fresh_folder_and_says_which(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from segzoo.runs.store import fresh_output_dir
+    from segzoo.runfiles.store import fresh_output_dir
 
     first = Path(fresh_output_dir(tmp_path / "predictions"))
     (first / "a_mask.png").write_text("earlier")

@@ -16,7 +16,7 @@ from segzoo.engine import LastCheckpoint, NonFiniteLossError, StopOnNonFiniteLos
 from segzoo.engine.checkpoints import ResumeWarning
 from segzoo.errors import SegzooError
 from segzoo.files import CorruptFileError, atomic_open, atomic_write_text
-from segzoo.runs import store
+from segzoo.runfiles import store
 from tests.conftest import BUNDLES, hostile
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from monai.data import get_track_meta, set_track_meta
 
 from segzoo.bundle.validation import ConfigError, check_override_values, load_config_file, load_config_files
-from segzoo.runs import store
+from segzoo.runfiles import store
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser, ConfigWorkflow

@@ -1,7 +1,7 @@
 """The façade bundle configs call (``$segzoo.engine.<name>``): what a JSON config cannot express.
 
 Each name lives in the room of its concern (docs/architecture.md): the bundle contract and checks in
-:mod:`segzoo.bundle`, run files in :mod:`segzoo.runs`, data selection in :mod:`segzoo.data`, MLflow in
+:mod:`segzoo.bundle`, run files in :mod:`segzoo.runfiles`, data selection in :mod:`segzoo.data`, MLflow in
 :mod:`segzoo.tracking`; Ignite handlers and training setup here. Configs name these helpers and the registry's
 components; nothing here knows a paper. Importing it has no side effect (no excepthook, no environment variable):
 :func:`~segzoo.bundle.validation.check_overrides`, which every config calls first, installs the excepthook and
@@ -36,8 +36,8 @@ from segzoo.engine.setup import (
     train_loader_class,
 )
 from segzoo.overrides import as_flag, is_none
-from segzoo.runs.network import load_checkpoint, run_processing
-from segzoo.runs.store import evaluation_dir, fresh_output_dir, is_main_process, output_dir, run_checkpoint
+from segzoo.runfiles.network import load_checkpoint, run_processing
+from segzoo.runfiles.store import evaluation_dir, fresh_output_dir, is_main_process, output_dir, run_checkpoint
 from segzoo.tracking.client import check_tracking_store
 from segzoo.tracking.datasets import evaluation_context
 

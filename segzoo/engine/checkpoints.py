@@ -7,7 +7,7 @@ SIGKILL loses at most the epoch in progress; ``history.json`` and MLflow are bro
 on resume (see :class:`segzoo.engine.MLflowTracker`). Every epoch's random draws (shuffling, augmentation)
 are seeded from ``seed`` and the epoch number, so a resumed epoch is the epoch an uninterrupted run trains.
 
-A resume names its run (:mod:`segzoo.runs.store`); ``epochs`` and ``learning_rate`` may change on resume
+A resume names its run (:mod:`segzoo.runfiles.store`); ``epochs`` and ``learning_rate`` may change on resume
 and are applied (and said), any other changed setting is refused.
 
 The write (about 0.1 s for a 30 MB network with its Adam state) runs in a
@@ -36,8 +36,8 @@ from segzoo.bundle.context import current_bundle_config
 from segzoo.engine.faults import fault_point
 from segzoo.errors import SegzooError, advise_on_stop
 from segzoo.files import atomic_open
-from segzoo.runs.network import unwrap
-from segzoo.runs.store import (
+from segzoo.runfiles.network import unwrap
+from segzoo.runfiles.store import (
     FINISHED,
     LAST,
     is_main_process,

@@ -17,8 +17,8 @@ from segzoo.data.writers import output_suffix, write_like
 from segzoo.files import atomic_open
 from segzoo.overrides import as_flag
 from segzoo.processing import Processing
-from segzoo.runs.network import unwrap
-from segzoo.runs.store import is_main_process
+from segzoo.runfiles.network import unwrap
+from segzoo.runfiles.store import is_main_process
 
 
 class ProgressBar:

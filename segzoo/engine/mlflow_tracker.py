@@ -27,8 +27,8 @@ import segzoo
 from segzoo.bundle.context import current_bundle_workflow
 from segzoo.engine.faults import fault_point
 from segzoo.processing import Processing
-from segzoo.runs import store
-from segzoo.runs.store import is_main_process, resume_requested
+from segzoo.runfiles import store
+from segzoo.runfiles.store import is_main_process, resume_requested
 from segzoo.tracking.client import (  # noqa: F401 - TrackingUnavailableError, artifact_location, get_or_create_experiment: public here too
     TrackingUnavailableError,
     artifact_location,

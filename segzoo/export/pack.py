@@ -24,7 +24,7 @@ from segzoo.data.items import inference_items
 from segzoo.export.formats import export_network
 from segzoo.export.trained import TrainedModel, find_checkpoint, sample_input
 from segzoo.processing import Processing
-from segzoo.runs.store import checkpoint_weights
+from segzoo.runfiles.store import checkpoint_weights
 
 SCHEMA = Path(__file__).with_name("meta_schema.json")
 RULE = Path(__file__).parents[1] / "processing.py"  # shipped as scripts/processing.py

@@ -12,8 +12,8 @@ from torch import nn
 import segzoo
 from segzoo.errors import SegzooError
 from segzoo.processing import Processing
-from segzoo.runs.network import load_checkpoint, run_processing
-from segzoo.runs.store import BEST, LAST, RUN_INFO_FILE, read_run_info
+from segzoo.runfiles.network import load_checkpoint, run_processing
+from segzoo.runfiles.store import BEST, LAST, RUN_INFO_FILE, read_run_info
 
 CHECKPOINTS = (BEST, LAST)  # the best checkpoint (CheckpointSaver), else the last epoch's (LastCheckpoint)
 

@@ -11,7 +11,7 @@ import torch
 import segzoo
 from segzoo.errors import SegzooError
 from segzoo.processing import Processing
-from segzoo.runs.store import checkpoint_weights, read_run_info
+from segzoo.runfiles.store import checkpoint_weights, read_run_info
 
 
 def _describe(arch: dict[str, Any]) -> str:
