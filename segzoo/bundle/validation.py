@@ -106,33 +106,28 @@ def cli_override_values(argv: Sequence[str]) -> dict[str, Any]:
 
 def args_file_values(argv: Sequence[str]) -> dict[str, Any]:
     """The overrides of the ``--args_file`` a command line names (MONAI applies them like ``--key value``)."""
+    path = _runner_arg(argv, "args_file")
+    if path is None:
+        return {}
+    return {k: v for k, v in load_config_file(path).items() if k not in RUNNER_ARGS}
+
+
+def _runner_arg(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` on a command line, if given."""
     for i, arg in enumerate(argv):
-        path = (
-            argv[i + 1]
-            if arg == "--args_file" and i + 1 < len(argv)
-            else arg.split("=", 1)[1]
-            if arg.startswith("--args_file=")
-            else None
-        )
-        if path is not None:
-            values = load_config_file(path)
-            return {k: v for k, v in values.items() if k not in RUNNER_ARGS}
-    return {}
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _config_files(argv: Sequence[str]) -> list[str]:
-    for i, arg in enumerate(argv):
-        value = (
-            argv[i + 1]
-            if arg == "--config_file" and i + 1 < len(argv)
-            else arg.split("=", 1)[1]
-            if arg.startswith("--config_file=")
-            else None
-        )
-        if value is not None:
-            value = value.strip()
-            return [v.strip(" '\"") for v in value.strip("[]").split(",")] if value.startswith("[") else [value]
-    return []
+    value = _runner_arg(argv, "config_file")
+    if value is None:
+        return []
+    value = value.strip()
+    return [v.strip(" '\"") for v in value.strip("[]").split(",")] if value.startswith("[") else [value]
 
 
 def unknown_override(key: str, config: dict[str, Any]) -> str | None:
