@@ -198,7 +198,7 @@ def runs_table(browser: Chromium, url: str, experiment_id: str, state: dict, pat
     close_assistant(browser)
     browser.click("button[data-component-id*='runnamecellrenderer']")  # unfold the parent's children
     browser.wait_for("unet-")
-    for column in ("Description", "heldout_foreground_iou"):  # on; Models (each run's logged model) is on by default
+    for column in ("Description", "test_foreground_iou"):  # on; Models (each run's logged model) is on by default
         if not browser.evaluate("Boolean(document.querySelector('[role=dialog] .du-bois-light-tree'))"):
             browser.click("button", "Columns")
             browser.wait_for("Parameters (")
@@ -217,7 +217,7 @@ def compare_view(browser: Chromium, url: str, experiment_id: str, state: dict, p
     for label, name in (
         ("Parameters:", "architecture"),
         ("Metrics:", "val_foreground_iou"),
-        ("Metrics:", "heldout_foreground_iou"),
+        ("Metrics:", "test_foreground_iou"),
     ):
         label_div = f"[...document.querySelectorAll('div')].find(e => e.innerText === {json.dumps(label)} && !e.children.length)"
         browser.choose(f"{label_div}.nextElementSibling.querySelector('input')", name)
